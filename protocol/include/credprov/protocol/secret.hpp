@@ -1,0 +1,115 @@
+// Self-wiping containers for key material.
+//
+// Secret<N>: a fixed-size secret in sodium_malloc'd guarded memory (guard
+// pages, mlock'd, wiped by sodium_free). Move-only. Use it for keys that live
+// longer than one function: identity keys, session keys, the ISK.
+//
+// WipedArray<N>: a stack array that wipes itself on scope exit, for short-lived
+// temporaries inside one computation (as libsodium itself does internally);
+// guarded pages cost two mprotect calls each, too much per temporary.
+//
+// SecretBytes: variable-length secret (setup codes, decrypted payloads) on the
+// heap, wiped with sodium_memzero before release.
+//
+// None of these types is printable, and none may ever be logged.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include <sodium.h>
+
+namespace credprov {
+
+template <std::size_t N>
+class Secret {
+public:
+    Secret() : p_(static_cast<std::uint8_t*>(sodium_malloc(N))) {
+        if (p_ == nullptr) throw std::bad_alloc();
+        sodium_memzero(p_, N);
+    }
+    explicit Secret(std::span<const std::uint8_t, N> src) : Secret() {
+        std::copy(src.begin(), src.end(), p_);
+    }
+    ~Secret() { sodium_free(p_); }
+    Secret(const Secret&) = delete;
+    Secret& operator=(const Secret&) = delete;
+    Secret(Secret&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+    Secret& operator=(Secret&& o) noexcept {
+        if (this != &o) { sodium_free(p_); p_ = std::exchange(o.p_, nullptr); }
+        return *this;
+    }
+
+    static constexpr std::size_t size() noexcept { return N; }
+    [[nodiscard]] std::uint8_t* data() noexcept { return p_; }
+    [[nodiscard]] const std::uint8_t* data() const noexcept { return p_; }
+    [[nodiscard]] std::span<std::uint8_t, N> span() noexcept { return std::span<std::uint8_t, N>(p_, N); }
+    [[nodiscard]] std::span<const std::uint8_t, N> span() const noexcept {
+        return std::span<const std::uint8_t, N>(p_, N);
+    }
+    void wipe() noexcept { if (p_ != nullptr) sodium_memzero(p_, N); }
+    [[nodiscard]] bool valid() const noexcept { return p_ != nullptr; }
+
+private:
+    std::uint8_t* p_;
+};
+
+template <std::size_t N>
+class WipedArray {
+public:
+    WipedArray() noexcept = default;
+    ~WipedArray() { sodium_memzero(a_.data(), N); }
+    WipedArray(const WipedArray&) = delete;
+    WipedArray& operator=(const WipedArray&) = delete;
+    WipedArray(WipedArray&&) = delete;
+    WipedArray& operator=(WipedArray&&) = delete;
+
+    static constexpr std::size_t size() noexcept { return N; }
+    [[nodiscard]] std::uint8_t* data() noexcept { return a_.data(); }
+    [[nodiscard]] const std::uint8_t* data() const noexcept { return a_.data(); }
+    [[nodiscard]] std::span<std::uint8_t, N> span() noexcept { return a_; }
+    [[nodiscard]] std::span<const std::uint8_t, N> span() const noexcept { return a_; }
+
+private:
+    std::array<std::uint8_t, N> a_{};
+};
+
+class SecretBytes {
+public:
+    SecretBytes() = default;
+    explicit SecretBytes(std::size_t n) : v_(n, 0) {}
+    SecretBytes(const std::uint8_t* p, std::size_t n) : v_(p, p + n) {}
+    ~SecretBytes() { wipe(); }
+    SecretBytes(const SecretBytes&) = delete;
+    SecretBytes& operator=(const SecretBytes&) = delete;
+    SecretBytes(SecretBytes&& o) noexcept : v_(std::move(o.v_)) { o.v_.clear(); }
+    SecretBytes& operator=(SecretBytes&& o) noexcept {
+        if (this != &o) { wipe(); v_ = std::move(o.v_); o.v_.clear(); }
+        return *this;
+    }
+
+    [[nodiscard]] std::size_t size() const noexcept { return v_.size(); }
+    [[nodiscard]] bool empty() const noexcept { return v_.empty(); }
+    [[nodiscard]] std::uint8_t* data() noexcept { return v_.data(); }
+    [[nodiscard]] const std::uint8_t* data() const noexcept { return v_.data(); }
+    [[nodiscard]] std::span<const std::uint8_t> view() const noexcept { return v_; }
+    // Shrinks without reallocating, wiping the cut-off tail.
+    void truncate(std::size_t n) noexcept {
+        if (n < v_.size()) { sodium_memzero(v_.data() + n, v_.size() - n); v_.resize(n); }
+    }
+    void wipe() noexcept {
+        if (!v_.empty()) sodium_memzero(v_.data(), v_.size());
+        v_.clear();
+        v_.shrink_to_fit();
+    }
+
+private:
+    std::vector<std::uint8_t> v_;
+};
+
+}  // namespace credprov
