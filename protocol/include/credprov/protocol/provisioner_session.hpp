@@ -38,6 +38,9 @@ struct ProvisionerSetup {
     std::optional<KnownDeviceKeys> device_keys;
     std::uint64_t modes{kModeSealed};  // offered: kModeSealed | kModeField
     std::optional<std::uint64_t> now;  // the provisioner's clock, for early token checks
+    // Refuse early what the device would refuse (token for another device or
+    // key, outside its validity). Tests switch it off to reach the device's checks.
+    bool check_token_locally{true};
 };
 
 class ProvisionerSession {
