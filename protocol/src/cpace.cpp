@@ -186,7 +186,7 @@ Result<Ephemeral> Ephemeral::generate(const Generator& g) {
     // 8.3, recommended sampling: 32 random octets with the bits above
     // group_size_bits = 252 cleared. Any such value is below the group order;
     // zero (probability 2^-252) would give Y = G.I, so draw again.
-    Secret<kScalarBytes> y;
+    InlineSecret<kScalarBytes> y;
     do {
         randombytes_buf(y.data(), y.size());
         y.data()[kScalarBytes - 1] &= 0x0f;
@@ -201,10 +201,10 @@ Result<Ephemeral> Ephemeral::from_scalar(std::span<const std::uint8_t, kScalarBy
     if (!is_canonical_nonzero(scalar)) {
         return make_error(ErrorCode::crypto, "CPace: scalar is zero or not reduced modulo the group order");
     }
-    return from_reduced(Secret<kScalarBytes>(scalar), g);
+    return from_reduced(InlineSecret<kScalarBytes>(scalar), g);
 }
 
-Result<Ephemeral> Ephemeral::from_reduced(Secret<kScalarBytes> scalar, const Generator& g) {
+Result<Ephemeral> Ephemeral::from_reduced(InlineSecret<kScalarBytes> scalar, const Generator& g) {
     Ephemeral e;
     e.scalar_ = std::move(scalar);
     // 8.3 scalar_mult: Y = encode(y * _g). libsodium takes g encoded and

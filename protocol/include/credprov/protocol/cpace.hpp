@@ -39,11 +39,11 @@ using Point = ByteArray<kPointBytes>;
 using PointView = std::span<const std::uint8_t, kPointBytes>;
 // The generator g is derived from the PRS alone plus public CI and sid: who
 // learns it can test setup-code guesses offline, so it is a secret.
-using Generator = Secret<kPointBytes>;
+using Generator = InlineSecret<kPointBytes>;
 // K = scalar_mult_vfy(y, Y_peer), the encoded shared point.
-using SharedPoint = Secret<kPointBytes>;
-using Isk = Secret<kIskBytes>;
-using MacKey = Secret<kMacKeyBytes>;
+using SharedPoint = InlineSecret<kPointBytes>;
+using Isk = InlineSecret<kIskBytes>;
+using MacKey = InlineSecret<kMacKeyBytes>;
 using Tag = ByteArray<kTagBytes>;
 
 // A is the initiator (speaks first), B the responder (7.1).
@@ -100,9 +100,9 @@ public:
 
 private:
     Ephemeral() = default;
-    [[nodiscard]] static Result<Ephemeral> from_reduced(Secret<kScalarBytes> scalar, const Generator& g);
+    [[nodiscard]] static Result<Ephemeral> from_reduced(InlineSecret<kScalarBytes> scalar, const Generator& g);
 
-    Secret<kScalarBytes> scalar_;
+    InlineSecret<kScalarBytes> scalar_;
     Point share_{};
 };
 

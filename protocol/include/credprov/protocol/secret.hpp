@@ -4,6 +4,13 @@
 // pages, mlock'd, wiped by sodium_free). Move-only. Use it for keys that live
 // longer than one function: identity keys, session keys, the ISK.
 //
+// InlineSecret<N>: a movable fixed-size secret stored inline (stack or
+// enclosing object), wiped on destruction and when moved from. For per-session
+// and per-computation values (CPace scalar, generator, K, ISK, MAC and channel
+// keys) whose lifetime is one session: guarded pages would cost eight system
+// calls each, more than the primitives they hold keys for (see
+// docs/decisions/0003-secret-memory.md).
+//
 // WipedArray<N>: a stack array that wipes itself on scope exit, for short-lived
 // temporaries inside one computation (as libsodium itself does internally);
 // guarded pages cost two mprotect calls each, too much per temporary.
@@ -14,6 +21,7 @@
 // None of these types is printable, and none may ever be logged.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -57,6 +65,32 @@ public:
 
 private:
     std::uint8_t* p_;
+};
+
+template <std::size_t N>
+class InlineSecret {
+public:
+    InlineSecret() noexcept = default;
+    explicit InlineSecret(std::span<const std::uint8_t, N> src) noexcept { std::copy(src.begin(), src.end(), a_.begin()); }
+    ~InlineSecret() { sodium_memzero(a_.data(), N); }
+    InlineSecret(const InlineSecret&) = delete;
+    InlineSecret& operator=(const InlineSecret&) = delete;
+    InlineSecret(InlineSecret&& o) noexcept : a_(o.a_) { sodium_memzero(o.a_.data(), N); }
+    InlineSecret& operator=(InlineSecret&& o) noexcept {
+        if (this != &o) { a_ = o.a_; sodium_memzero(o.a_.data(), N); }
+        return *this;
+    }
+
+    static constexpr std::size_t size() noexcept { return N; }
+    [[nodiscard]] std::uint8_t* data() noexcept { return a_.data(); }
+    [[nodiscard]] const std::uint8_t* data() const noexcept { return a_.data(); }
+    [[nodiscard]] std::span<std::uint8_t, N> span() noexcept { return a_; }
+    [[nodiscard]] std::span<const std::uint8_t, N> span() const noexcept { return a_; }
+    void wipe() noexcept { sodium_memzero(a_.data(), N); }
+    [[nodiscard]] bool valid() const noexcept { return true; }
+
+private:
+    std::array<std::uint8_t, N> a_{};
 };
 
 template <std::size_t N>

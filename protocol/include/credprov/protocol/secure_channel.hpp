@@ -39,8 +39,8 @@ public:
     [[nodiscard]] std::uint64_t received() const noexcept { return recv_counter_; }
 
 private:
-    Secret<crypto::kAeadKeyBytes> send_key_;
-    Secret<crypto::kAeadKeyBytes> recv_key_;
+    InlineSecret<crypto::kAeadKeyBytes> send_key_;
+    InlineSecret<crypto::kAeadKeyBytes> recv_key_;
     std::uint64_t send_counter_{0};
     std::uint64_t recv_counter_{0};
     bool usable_{true};
