@@ -211,7 +211,8 @@ Result<std::uint64_t> Reader::uint() {
 Result<std::uint64_t> Reader::uint(std::uint64_t min, std::uint64_t max) {
     auto v = uint();
     if (!v) return v;
-    if (*v < min || *v > max) return make_error(ErrorCode::oversized, "integer out of its allowed range");
+    if (*v > max) return make_error(ErrorCode::oversized, "integer above its allowed range");
+    if (*v < min) return make_error(ErrorCode::malformed, "integer below its allowed range");
     return v;
 }
 

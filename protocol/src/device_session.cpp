@@ -135,6 +135,10 @@ DeviceSession::Step DeviceSession::fail(Error e, bool notify_in_channel) {
 }
 
 DeviceSession::Step DeviceSession::handle(ByteView message) {
+    // Checked before anything reads the input: a failed session answers
+    // nothing, whatever arrives (it used to send an error notice again for
+    // input that did not decode).
+    if (state_ == State::failed) return Step{{}, make_error(ErrorCode::bad_state, "session already failed")};
     auto type = peek_type(message);
     if (!type) return fail(type.error(), state_ == State::ready);
     switch (state_) {

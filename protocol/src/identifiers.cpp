@@ -145,4 +145,39 @@ std::string_view to_string(Operation op) noexcept {
     return "unknown";
 }
 
+SecretBytes BootstrapPayload::encode() const {
+    std::string id = device.to_string();
+    for (char& c : id) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+    const std::string head = "CP1:" + id + ":";
+    const std::string tail = ":" + std::to_string(transports);
+    SecretBytes out(head.size() + code.size() + tail.size());
+    std::copy(head.begin(), head.end(), out.data());
+    std::copy(code.prs().begin(), code.prs().end(), out.data() + head.size());
+    std::copy(tail.begin(), tail.end(), out.data() + head.size() + code.size());
+    return out;
+}
+
+Result<BootstrapPayload> BootstrapPayload::parse(std::string_view text) {
+    // Never echo the text: it holds the setup code.
+    constexpr std::string_view kPrefix = "CP1:";
+    if (text.size() > 64 || text.substr(0, kPrefix.size()) != kPrefix) {
+        return make_error(ErrorCode::malformed, "not a credprov label payload (expected CP1:...)");
+    }
+    text.remove_prefix(kPrefix.size());
+    const auto c1 = text.find(':');
+    if (c1 == std::string_view::npos) return make_error(ErrorCode::malformed, "label payload lacks the setup code");
+    const auto c2 = text.find(':', c1 + 1);
+    if (c2 == std::string_view::npos) return make_error(ErrorCode::malformed, "label payload lacks the transports");
+    auto id = DeviceId::parse(text.substr(0, c1));
+    if (!id) return id.error();
+    auto code = SetupCode::parse(text.substr(c1 + 1, c2 - c1 - 1));
+    if (!code) return code.error();
+    const std::string_view t = text.substr(c2 + 1);
+    if (t.size() != 1 || t[0] < '1' || t[0] > '7') {
+        return make_error(ErrorCode::malformed, "label payload transports must be a digit 1-7");
+    }
+    BootstrapPayload p{*id, std::move(*code), static_cast<std::uint8_t>(t[0] - '0')};
+    return p;
+}
+
 }  // namespace credprov

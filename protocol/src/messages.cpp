@@ -304,6 +304,8 @@ Result<ErrorMessage> ErrorMessage::decode(ByteView bytes) {
         if (key == 2) {
             auto x = v.uint(0, 30 * 24 * 3600);
             if (!x) return x.error();
+            // encode() omits a zero retry-after: an explicit 0 would be a second encoding.
+            if (*x == 0) return make_error(ErrorCode::malformed, "explicit zero retry-after is not canonical");
             e.retry_after_s = *x;
             return true;
         }
@@ -550,7 +552,14 @@ Result<DevicePayload> DevicePayload::decode(ByteView bytes) {
                     resp.status = static_cast<ErrorCode>(*x);
                     return true;
                 }
-                case 3: return handled(read_printable(v, kMaxText, resp.message));
+                case 3: {
+                    auto st = read_printable(v, kMaxText, resp.message);
+                    // encode() omits an empty message: an explicit "" would be a second encoding.
+                    if (st && resp.message.empty()) {
+                        return make_error(ErrorCode::malformed, "explicit empty response message is not canonical");
+                    }
+                    return handled(st);
+                }
                 case 4: {
                     auto rc = Receipt::read(v);
                     if (!rc) return rc.error();

@@ -172,3 +172,26 @@ TEST_CASE("ownership transfer: the new owner's tokens work, the old owner's no l
     Flow f(w, w.setup(w.token({Operation::query})));
     CHECK(f.run(query()).ok());
 }
+
+TEST_CASE("label bootstrap payload: round trip, upper-case QR alphabet, strict parse") {
+    auto id = DeviceIdentity::generate().id;
+    BootstrapPayload p{id, std::move(SetupCode::parse("0123456789")).value(), kBootstrapTcp | kBootstrapBle};
+    const SecretBytes text = p.encode();
+    const std::string s(text.view().begin(), text.view().end());
+    CHECK(s.rfind("CP1:", 0) == 0);
+    CHECK(s.substr(s.size() - 13) == ":0123456789:3");
+    for (char c : s) CHECK(((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ':'));
+    auto back = BootstrapPayload::parse(s);
+    REQUIRE(back.ok());
+    CHECK(back->device == id);
+    CHECK(back->transports == 3);
+    CHECK(back->code.reveal() == "0123456789");
+    for (const char* bad : {"", "CP2:AAAA:12345678:1", "CP1:", "CP1:abc:12345678:1"}) {
+        CHECK_FALSE(BootstrapPayload::parse(bad).ok());
+    }
+    auto wrong_digits = BootstrapPayload::parse(s.substr(0, s.size() - 1) + "9");
+    CHECK_FALSE(wrong_digits.ok());
+    auto short_code = BootstrapPayload::parse("CP1:" + s.substr(4, 26) + ":1234:1");
+    REQUIRE_FALSE(short_code.ok());
+    CHECK(short_code.error().message.find("1234") == std::string::npos);
+}

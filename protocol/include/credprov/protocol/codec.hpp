@@ -9,7 +9,8 @@
 // its input and never recurses without a bound.
 //
 // Map keys 0..63 are critical: an unknown one is rejected (unknown_critical).
-// Keys from 64 up are extensions a decoder may skip if their value is a scalar.
+// Keys from 64 up are extensions a decoder may skip if their value is a scalar
+// (unsigned integer, byte string, text or boolean).
 #pragma once
 
 #include <cstddef>
@@ -80,8 +81,8 @@ public:
     [[nodiscard]] Result<bool> boolean();
     [[nodiscard]] Result<std::size_t> array(std::size_t min, std::size_t max);
     [[nodiscard]] Result<std::size_t> map(std::size_t min, std::size_t max);
-    // The raw encoding of the next item, which must be a byte string, text or
-    // unsigned integer (used to skip extension fields).
+    // Skips the next item, which must be a scalar: unsigned integer, byte
+    // string, text or boolean (used to skip extension fields).
     [[nodiscard]] Status skip_scalar();
     [[nodiscard]] Result<Kind> peek() const;
 

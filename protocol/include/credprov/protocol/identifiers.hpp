@@ -113,4 +113,22 @@ inline constexpr std::uint64_t kMaxOperation = 7;
 // Transport types bound into CPace's channel identifier.
 enum class TransportType : std::uint8_t { tcp = 1, ble = 2, nfc = 3, loopback = 4 };
 
+// What a label's QR code (or NFC sticker) carries so a provisioner can pair:
+//   CP1:<DEVICE-ID in upper-case base32>:<setup code digits>:<transport bits>
+// Upper case and digits only, so the QR code uses its compact alphanumeric
+// mode. Transport bits: 1 = TCP, 2 = BLE, 4 = NFC. Holds the setup code:
+// treat the payload as a secret.
+inline constexpr std::uint8_t kBootstrapTcp = 1;
+inline constexpr std::uint8_t kBootstrapBle = 2;
+inline constexpr std::uint8_t kBootstrapNfc = 4;
+
+struct BootstrapPayload {
+    DeviceId device;
+    SetupCode code;
+    std::uint8_t transports{kBootstrapTcp};
+
+    [[nodiscard]] SecretBytes encode() const;
+    [[nodiscard]] static Result<BootstrapPayload> parse(std::string_view text);
+};
+
 }  // namespace credprov
