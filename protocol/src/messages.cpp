@@ -44,6 +44,16 @@ Status read_signed(Reader& v, std::optional<SignedObject>& out) {
     return {};
 }
 
+// Texts for the peer are printable ASCII, cut to their bound, so that the
+// decoder on the other side never rejects an honest error message.
+std::string printable_copy(std::string_view s, std::size_t max) {
+    std::string out(s.substr(0, max));
+    for (char& c : out) {
+        if (c < 0x20 || c >= 0x7f) c = '?';
+    }
+    return out;
+}
+
 bool printable(std::string_view s) {
     return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
 }
@@ -517,13 +527,13 @@ Bytes DevicePayload::encode() const {
     if (transcript_signature) m.field(1).bytes(*transcript_signature);
     const Response& r = response;
     m.field(2).uint(r.ok ? 0 : static_cast<std::uint64_t>(r.status));
-    if (!r.message.empty()) m.field(3).text(r.message.substr(0, kMaxText));
+    if (!r.message.empty()) m.field(3).text(printable_copy(r.message, kMaxText));
     if (r.receipt) r.receipt->encode_into(m.field(4));
     if (r.info) m.field(5).bytes(encode_info(*r.info));
     if (!r.diagnostics.empty()) {
         auto& a = m.field(6).array(r.diagnostics.size());
         for (const auto& d : r.diagnostics) {
-            a.array(3).uint(static_cast<std::uint64_t>(d.id)).boolean(d.ok).text(d.detail.substr(0, 64));
+            a.array(3).uint(static_cast<std::uint64_t>(d.id)).boolean(d.ok).text(printable_copy(d.detail, 64));
         }
     }
     if (r.counter) m.field(7).uint(*r.counter);

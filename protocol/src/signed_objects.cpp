@@ -376,7 +376,7 @@ Result<CredentialBundle> CredentialBundle::decode(ByteView body) {
             case 0: return handled(check_version(v));
             case 1: return handled(read_fixed(v, b.id.bytes));
             case 2: return handled(read_fixed(v, b.device.bytes));
-            case 3: return handled(read_u64(v, b.epoch));
+            case 3: return handled(read_u64(v, b.epoch, UINT64_MAX));
             case 9: return handled(read_u64(v, b.issued_at));
             case 10: return handled(read_u64(v, b.not_after));
             case 11: return handled(read_fixed(v, b.sealed));
@@ -456,6 +456,7 @@ Bytes ReceiptContent::encode_header() const {
     m.field(3).bytes(object_hash);
     m.field(4).bytes(provisioner_key_hash);
     m.field(5).uint(static_cast<std::uint64_t>(result));
+    if (field_salt) m.field(6).bytes(*field_salt);
     return m.finish();
 }
 
@@ -467,7 +468,8 @@ Bytes ReceiptContent::encode() const {
     m.field(3).bytes(object_hash);
     m.field(4).bytes(provisioner_key_hash);
     m.field(5).uint(static_cast<std::uint64_t>(result));
-    if (field_keys) m.field(6).bytes(*field_keys);
+    if (field_salt) m.field(6).bytes(*field_salt);
+    if (field_keys) m.field(7).bytes(*field_keys);
     return m.finish();
 }
 
@@ -477,6 +479,7 @@ void Receipt::encode_into(Writer& w) const {
     m.field(2).uint(static_cast<std::uint64_t>(result));
     if (field_keys) m.field(3).bytes(*field_keys);
     m.field(4).bytes(signature);
+    if (field_salt) m.field(5).bytes(*field_salt);
     m.finish_into(w);
 }
 
@@ -507,12 +510,21 @@ Result<Receipt> Receipt::read(Reader& r) {
                     return handled(st);
                 }
                 case 4: return handled(read_fixed(v, rc.signature));
+                case 5: {
+                    ByteArray<16> salt{};
+                    auto st = read_fixed(v, salt);
+                    if (st) rc.field_salt = salt;
+                    return handled(st);
+                }
                 default: return false;
             }
         },
         &seen);
     if (!s) return s.error();
     if (auto f = cbor::require_fields(seen, bit(1) | bit(2) | bit(4), "receipt"); !f) return f.error();
+    if (rc.field_keys.has_value() != rc.field_salt.has_value()) {
+        return make_error(ErrorCode::malformed, "receipt has field keys without their salt, or the reverse");
+    }
     return rc;
 }
 
@@ -528,6 +540,7 @@ Receipt sign_receipt(const crypto::SigningKey& device_key, const ReceiptContent&
     Receipt r;
     r.object_id = content.object_id;
     r.result = content.result;
+    r.field_salt = content.field_salt;
     r.field_keys = content.field_keys;
     r.signature = crypto::sign(device_key, context::receipt, content.encode());
     return r;
@@ -541,6 +554,7 @@ Status verify_receipt(const Receipt& receipt, const crypto::SignPublicKey& devic
     c.object_hash = object_hash;
     c.provisioner_key_hash = provisioner_key_hash;
     c.result = receipt.result;
+    c.field_salt = receipt.field_salt;
     c.field_keys = receipt.field_keys;
     if (!crypto::verify(device_key, context::receipt, c.encode(), receipt.signature)) {
         return make_error(ErrorCode::bad_signature,

@@ -163,7 +163,10 @@ inline ReceiptContent receipt_content(bool field_keys) {
     c.object_id.bytes = pattern<16>(0xb0);
     c.object_hash = bundle().hash();
     c.provisioner_key_hash = digest(keys().provisioner.public_key);
-    if (field_keys) c.field_keys = pattern<kSealedKeysBytes>(0x40);
+    if (field_keys) {
+        c.field_salt = pattern<16>(0x50);
+        c.field_keys = pattern<kSealedKeysBytes>(0x40);
+    }
     return c;
 }
 

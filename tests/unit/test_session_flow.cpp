@@ -56,6 +56,8 @@ TEST_CASE("field mode: device generates K and OPc and seals them to the operator
     content.object_id = resp->receipt->object_id;
     content.object_hash = auth.hash();
     content.provisioner_key_hash = digest(w.provisioner.public_key);
+    content.field_salt = resp->receipt->field_salt;
+    REQUIRE(content.field_salt);
     auto keys = open_keys(context::seal_field, w.op.box, w.op.box.public_key, w.device.box.public_key,
                           content.encode_header(), *resp->receipt->field_keys);
     REQUIRE(keys.ok());
@@ -194,4 +196,51 @@ TEST_CASE("label bootstrap payload: round trip, upper-case QR alphabet, strict p
     auto short_code = BootstrapPayload::parse("CP1:" + s.substr(4, 26) + ":1234:1");
     REQUIRE_FALSE(short_code.ok());
     CHECK(short_code.error().message.find("1234") == std::string::npos);
+}
+
+TEST_CASE("field mode delivered twice (after deprovisioning) never reuses a sealing key") {
+    World w;
+    auto auth = w.field_authorisation();
+    const std::vector<Operation> ops{Operation::deliver_field};
+    std::optional<SealedKeys> first;
+    {
+        Flow f(w, w.setup(w.token(ops), true, kModeSealed | kModeField));
+        auto resp = f.run(deliver(auth, Operation::deliver_field));
+        REQUIRE(resp.ok());
+        first = resp->receipt->field_keys;
+    }
+    auto next = apply_network_deprovision(w.device, w.trust, w.host.rec, w.owner_command(OwnerCommandKind::deprovision));
+    REQUIRE(w.host.commit(*next, nullptr).ok());
+    Flow f(w, w.setup(w.token(ops), true, kModeSealed | kModeField));
+    auto resp = f.run(deliver(auth, Operation::deliver_field));
+    REQUIRE(resp.ok());
+    // Same authorisation, same device, same provisioner: the salts differ, so
+    // the two ciphertexts are under different keys (no keystream reuse).
+    REQUIRE(resp->receipt->field_salt);
+    CHECK(*resp->receipt->field_keys != *first);
+    ReceiptContent c;
+    c.device = w.device.id;
+    c.object_id = resp->receipt->object_id;
+    c.object_hash = auth.hash();
+    c.provisioner_key_hash = digest(w.provisioner.public_key);
+    c.field_salt = resp->receipt->field_salt;
+    auto keys = open_keys(context::seal_field, w.op.box, w.op.box.public_key, w.device.box.public_key,
+                          c.encode_header(), *resp->receipt->field_keys);
+    REQUIRE(keys.ok());
+    CHECK(Bytes(keys->k.data(), keys->k.data() + 16) == w.host.k);
+}
+
+TEST_CASE("a sealed bundle re-delivered by another provisioner converges: a receipt for that provisioner") {
+    World w;
+    auto bundle = w.bundle();
+    { Flow f(w, w.setup(w.token())); REQUIRE(f.run(deliver(bundle)).ok()); }
+    const int commits = w.host.commits;
+    w.provisioner = crypto::generate_signing_key();  // a colleague retries after the first link dropped
+    Flow f(w, w.setup(w.token()));
+    auto resp = f.run(deliver(bundle));
+    REQUIRE_MESSAGE(resp.ok(), resp.error().message);
+    CHECK(verify_receipt(*resp->receipt, w.device.identity.public_key, w.device.id, bundle.hash(),
+                         digest(w.provisioner.public_key))
+              .ok());
+    CHECK(w.host.commits == commits);
 }

@@ -176,7 +176,11 @@ struct ReceiptContent {
     Digest object_hash{};     // hash of the signed bundle / authorisation as delivered
     Digest provisioner_key_hash{};
     ReceiptResult result{ReceiptResult::committed};
-    std::optional<SealedKeys> field_keys;  // field mode: K || OPc sealed to the operator
+    // Field mode: K || OPc sealed to the operator, under a key salted with a
+    // fresh random value from the device, so that a field authorisation
+    // delivered twice (after a deprovisioning) never reuses a sealing key.
+    std::optional<ByteArray<16>> field_salt;
+    std::optional<SealedKeys> field_keys;
     [[nodiscard]] Bytes encode() const;
     // Associated data for sealing field keys: the content without the keys.
     [[nodiscard]] Bytes encode_header() const;
@@ -185,6 +189,7 @@ struct ReceiptContent {
 struct Receipt {
     BundleId object_id;
     ReceiptResult result{ReceiptResult::committed};
+    std::optional<ByteArray<16>> field_salt;
     std::optional<SealedKeys> field_keys;
     crypto::Signature signature{};
 
