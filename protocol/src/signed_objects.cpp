@@ -704,6 +704,53 @@ Result<std::vector<Diagnostic>> decode_diagnostics(ByteView payload) {
     return out;
 }
 
+Bytes DeviceAttestation::encode() const {
+    MapBuilder m;
+    m.field(0).uint(kProtocolVersion);
+    m.field(1).bytes(identity);
+    m.field(2).bytes(box);
+    m.field(3).text(manufacturer);
+    return m.finish();
+}
+
+Result<DeviceAttestation> DeviceAttestation::decode(ByteView body) {
+    DeviceAttestation a;
+    auto s = decode_exact(body, 8, bit(0) | bit(1) | bit(2) | bit(3), "attestation",
+                          [&](std::uint64_t key, Reader& v) -> Result<bool> {
+                              switch (key) {
+                                  case 0: return handled(check_version(v));
+                                  case 1: return handled(read_fixed(v, a.identity));
+                                  case 2: return handled(read_fixed(v, a.box));
+                                  case 3: {
+                                      NetworkName n;  // same character rules
+                                      auto st = read_parsed(v, NetworkName::kMaxLength, n, NetworkName::parse);
+                                      if (st) a.manufacturer = n.str();
+                                      return handled(st);
+                                  }
+                                  default: return false;
+                              }
+                          });
+    if (!s) return s.error();
+    return a;
+}
+
+SignedObject attest_device(const crypto::SigningKey& manufacturer, const DeviceAttestation& a) {
+    return sign_body(manufacturer, context::manufacturer_attestation, a.encode());
+}
+
+Result<DeviceAttestation> verify_attestation(const SignedObject& attestation, const crypto::SignPublicKey& manufacturer,
+                                             const crypto::SignPublicKey& identity, const crypto::BoxPublicKey& box) {
+    if (!verify_body(attestation, manufacturer, context::manufacturer_attestation)) {
+        return make_error(ErrorCode::bad_signature, "attestation is not signed by this manufacturer");
+    }
+    auto a = DeviceAttestation::decode(attestation.body);
+    if (!a) return a;
+    if (!(a->identity == identity) || !(a->box == box)) {
+        return make_error(ErrorCode::wrong_device, "attestation is for other device keys");
+    }
+    return a;
+}
+
 crypto::Signature sign_box_key(const crypto::SigningKey& identity, const crypto::BoxPublicKey& box) {
     return crypto::sign(identity, context::device_box_key, box);
 }

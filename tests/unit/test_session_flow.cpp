@@ -244,3 +244,27 @@ TEST_CASE("a sealed bundle re-delivered by another provisioner converges: a rece
               .ok());
     CHECK(w.host.commits == commits);
 }
+
+TEST_CASE("manufacturer attestation travels with the device keys and verifies for exactly those keys") {
+    World w;
+    auto manufacturer = crypto::generate_signing_key();
+    w.device.attestation = attest_device(
+        manufacturer, DeviceAttestation{w.device.identity.public_key, w.device.box.public_key, "Acme Meters"});
+    Flow f(w, w.setup(w.token(), /*keys_known=*/false));
+    REQUIRE(f.pair().ok());
+    REQUIRE(f.p.device_attestation());
+    auto a = verify_attestation(*f.p.device_attestation(), manufacturer.public_key, f.p.device_keys().identity,
+                                f.p.device_keys().box);
+    REQUIRE(a.ok());
+    CHECK(a->manufacturer == "Acme Meters");
+    auto other = crypto::generate_signing_key();
+    CHECK(verify_attestation(*f.p.device_attestation(), other.public_key, f.p.device_keys().identity,
+                             f.p.device_keys().box)
+              .error()
+              .code == ErrorCode::bad_signature);
+    auto impostor = DeviceIdentity::generate();
+    CHECK(verify_attestation(*f.p.device_attestation(), manufacturer.public_key, impostor.identity.public_key,
+                             impostor.box.public_key)
+              .error()
+              .code == ErrorCode::wrong_device);
+}

@@ -64,6 +64,9 @@ public:
     // Valid from read_pair_response() on.
     [[nodiscard]] const KnownDeviceKeys& device_keys() const { return *device_keys_; }
     [[nodiscard]] const DeviceAd& device_ad() const { return device_ad_; }
+    // The manufacturer attestation the device sent with its keys, if any
+    // (checked by the backend, which knows the manufacturers).
+    [[nodiscard]] const std::optional<SignedObject>& device_attestation() const { return attestation_; }
     [[nodiscard]] std::uint64_t agreed_modes() const noexcept { return device_ad_.modes & setup_.modes; }
 
 private:
@@ -82,6 +85,7 @@ private:
     crypto::Hash th_{};
     DeviceAd device_ad_;
     std::optional<KnownDeviceKeys> device_keys_;
+    std::optional<SignedObject> attestation_;
     std::optional<Request> pending_;
     bool first_response_{true};
 };

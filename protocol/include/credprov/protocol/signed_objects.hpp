@@ -241,6 +241,24 @@ struct OwnerCommand {
 [[nodiscard]] Bytes encode_diagnostics(const std::vector<Diagnostic>& list);
 [[nodiscard]] Result<std::vector<Diagnostic>> decode_diagnostics(ByteView payload);
 
+// ---- manufacturer attestation (manufacturer-signed) -------------------------
+// A manufacturer vouches for a device's two public keys; a backend that knows
+// the manufacturer's key mints subscribers only for devices it can vouch for.
+struct DeviceAttestation {
+    crypto::SignPublicKey identity{};
+    crypto::BoxPublicKey box{};
+    std::string manufacturer;  // 1..32 printable characters
+
+    [[nodiscard]] Bytes encode() const;
+    [[nodiscard]] static Result<DeviceAttestation> decode(ByteView body);
+};
+[[nodiscard]] SignedObject attest_device(const crypto::SigningKey& manufacturer, const DeviceAttestation& a);
+// Verifies the signature and that the attestation names exactly these keys.
+[[nodiscard]] Result<DeviceAttestation> verify_attestation(const SignedObject& attestation,
+                                                           const crypto::SignPublicKey& manufacturer,
+                                                           const crypto::SignPublicKey& identity,
+                                                           const crypto::BoxPublicKey& box);
+
 // The device's X25519 key, certified by its identity key.
 [[nodiscard]] crypto::Signature sign_box_key(const crypto::SigningKey& identity, const crypto::BoxPublicKey& box);
 [[nodiscard]] Status verify_box_key(const crypto::SignPublicKey& identity, const crypto::BoxPublicKey& box,
