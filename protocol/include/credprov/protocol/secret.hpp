@@ -25,6 +25,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <new>
 #include <span>
 #include <utility>
@@ -34,10 +35,16 @@
 
 namespace credprov {
 
+// sodium_malloc needs an initialised libsodium; so does everything else.
+inline void ensure_sodium() {
+    static const int rc = sodium_init();
+    if (rc < 0) std::abort();  // no entropy source: nothing here can be safe
+}
+
 template <std::size_t N>
 class Secret {
 public:
-    Secret() : p_(static_cast<std::uint8_t*>(sodium_malloc(N))) {
+    Secret() : p_((ensure_sodium(), static_cast<std::uint8_t*>(sodium_malloc(N)))) {
         if (p_ == nullptr) throw std::bad_alloc();
         sodium_memzero(p_, N);
     }

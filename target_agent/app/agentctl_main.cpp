@@ -1,0 +1,254 @@
+// credprov-agentctl: local administration of a credprov device agent.
+//
+//   factory-init   create the device identity, setup code and trust anchors
+//   status         show identity, owner, credential and attempt state
+//   label          print the label (device id, setup code, QR) and write PNG/SVG
+//   wipe           delete the credential locally (keeps identity and counters)
+//
+// Commands that change the store take the same lock as credprov-agentd and
+// refuse while it runs. Output never contains private keys, K or OPc; only
+// `label` shows the setup code, because printing it is its purpose.
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "credprov/agent/agent_host.hpp"
+#include "credprov/agent/attempt_policy.hpp"
+#include "credprov/agent/config.hpp"
+#include "credprov/agent/label.hpp"
+#include "credprov/agent/lifecycle.hpp"
+#include "credprov/agent/store.hpp"
+#include "credprov/agent/version.hpp"
+
+namespace {
+
+using namespace credprov;
+using namespace credprov::agent;
+
+// Exit codes, documented in target_agent/README.md.
+enum Exit : int { ok = 0, failure = 1, usage = 2, config = 3, store = 4, locked = 6, exists = 7 };
+
+int fail(int code, const std::string& message) {
+    std::fprintf(stderr, "credprov-agentctl: %s\n", message.c_str());
+    return code;
+}
+
+// Holds the store's lock for a writing command.
+struct StoreLock {
+    int fd{-1};
+    ~StoreLock() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+bool take_lock(const AgentConfig& cfg, StoreLock& lock) {
+    std::error_code ec;
+    std::filesystem::create_directories(cfg.state_dir, ec);
+    lock.fd = ::open((cfg.state_dir / "agent.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    return lock.fd >= 0 && ::flock(lock.fd, LOCK_EX | LOCK_NB) == 0;
+}
+
+std::string json_escape(std::string_view s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        if (static_cast<unsigned char>(c) < 0x20) continue;
+        out += c;
+    }
+    return out;
+}
+
+const char* owner_state_name(const AgentState& s) {
+    if (s.trust.pinned_owner) return "pinned";
+    return s.record.owner ? "owned" : "unowned";
+}
+
+int cmd_status(const AgentConfig& cfg, bool json) {
+    auto st = Store::open(cfg.state_dir, cfg.effective_key_file());
+    if (!st) return fail(Exit::store, st.error().message);
+    const AgentState& s = st->state();
+    const DeviceIdentity id = identity_from_state(s);
+    const auto now = static_cast<std::uint64_t>(std::time(nullptr));
+    const AttemptDecision next = decide_attempt(cfg.backoff, s.attempts, now);
+    const auto& cred = s.record.credential;
+    if (json) {
+        std::printf("{\"device_id\":\"%s\",\"owner\":\"%s\",\"owner_counter\":%llu,\"provisioned\":%s",
+                    id.id.to_string().c_str(), owner_state_name(s),
+                    static_cast<unsigned long long>(s.record.owner_counter), cred ? "true" : "false");
+        if (cred) {
+            std::printf(",\"bundle_id\":\"%s\",\"imsi\":\"%s\",\"plmn\":\"%s\",\"network_name\":\"%s\",\"field_mode\":%s",
+                        cred->id.to_string().c_str(), cred->profile.imsi.str().c_str(), cred->profile.plmn.str().c_str(),
+                        json_escape(cred->profile.network_name.str()).c_str(), cred->field_mode ? "true" : "false");
+        }
+        std::printf(",\"unconfirmed_attempts\":%u,\"retry_after_s\":%llu}\n", s.attempts.unconfirmed,
+                    static_cast<unsigned long long>(next.retry_after_s));
+        return Exit::ok;
+    }
+    std::printf("device id        %s\n", id.id.to_string().c_str());
+    std::printf("owner            %s", owner_state_name(s));
+    if (const auto& o = s.trust.pinned_owner ? s.trust.pinned_owner : s.record.owner) {
+        std::printf(" (%s, key %s)", o->name.c_str(), to_hex(digest(o->sign_key)).substr(0, 16).c_str());
+    }
+    std::printf("\nowner counter    %llu\n", static_cast<unsigned long long>(s.record.owner_counter));
+    if (cred) {
+        std::printf("credential       %s (%s mode)\n", cred->id.to_string().c_str(), cred->field_mode ? "field" : "sealed");
+        std::printf("imsi             %s\nnetwork          %s (PLMN %s)\n", cred->profile.imsi.str().c_str(),
+                    cred->profile.network_name.str().c_str(), cred->profile.plmn.str().c_str());
+    } else {
+        std::printf("credential       none\n");
+    }
+    std::printf("pairing attempts %u unconfirmed", s.attempts.unconfirmed);
+    if (!next.allowed) std::printf(", next allowed in %llu s", static_cast<unsigned long long>(next.retry_after_s));
+    std::printf("\n");
+    return Exit::ok;
+}
+
+int cmd_label(const AgentConfig& cfg, const std::string& png, const std::string& svg, bool quiet) {
+    auto st = Store::open(cfg.state_dir, cfg.effective_key_file());
+    if (!st) return fail(Exit::store, st.error().message);
+    const AgentState& s = st->state();
+    auto code = SetupCode::parse(std::string_view(reinterpret_cast<const char*>(s.setup_code.data()), s.setup_code.size()));
+    if (!code) return fail(Exit::store, "stored setup code is invalid");
+    BootstrapPayload payload{identity_from_state(s).id, std::move(*code), kBootstrapTcp | kBootstrapBle | kBootstrapNfc};
+    const SecretBytes text = payload.encode();
+    auto qr = encode_qr(text.view());
+    if (!qr) return fail(Exit::failure, qr.error().message);
+    if (!quiet) {
+        std::printf("%s", render_terminal(*qr).c_str());
+        std::printf("device id   %s\nsetup code  %s\n", payload.device.to_string().c_str(), payload.code.reveal().c_str());
+    }
+    if (!png.empty()) {
+        if (auto w = write_png(*qr, png); !w) return fail(Exit::failure, w.error().message);
+    }
+    if (!svg.empty()) {
+        if (auto w = write_private_file(svg, render_svg(*qr)); !w) return fail(Exit::failure, w.error().message);
+    }
+    return Exit::ok;
+}
+
+int cmd_wipe(const AgentConfig& cfg, bool yes) {
+    if (!yes) return fail(Exit::usage, "wipe deletes the credential; run again with --yes to confirm");
+    StoreLock lock;
+    if (!take_lock(cfg, lock)) return fail(Exit::locked, "credprov-agentd is running on this store; stop it first");
+    auto st = Store::open(cfg.state_dir, cfg.effective_key_file());
+    if (!st) return fail(Exit::store, st.error().message);
+    if (!st->state().record.credential) {
+        std::printf("no credential to wipe\n");
+        return Exit::ok;
+    }
+    AgentState next = st->state().clone();
+    next.record.credential.reset();
+    next.k.reset();
+    next.opc.reset();
+    next.usim = UsimState{};
+    if (auto c = st->commit(next); !c) return fail(Exit::store, c.error().message);
+    std::printf("credential wiped; identity, owner and counters kept\n");
+    return Exit::ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"credprov-agentctl: local administration of a credprov device agent."};
+    app.require_subcommand(1);
+    std::string config_path;
+    std::string state_dir;
+    app.add_option("-c,--config", config_path,
+                   std::string("agent configuration file (TOML); default ") + kDefaultConfigPath + " if it exists");
+    app.add_option("--state-dir", state_dir, "directory of the protected store (overrides agent.state_dir)");
+    app.set_version_flag("--version", std::string("credprov-agentctl ") + kAgentVersion);
+
+    auto* init = app.add_subcommand("factory-init", "create the device identity, setup code and trust anchors");
+    std::string root_hex, owner_sign_hex, owner_box_hex, attestation_file;
+    bool tofu = false, field = false;
+    std::size_t digits = 0;
+    init->add_option("--root", root_hex, "provisioning root public key (64 hex digits) that certifies operators");
+    init->add_option("--owner-sign-key", owner_sign_hex, "pin an owner: its Ed25519 key (64 hex digits)");
+    init->add_option("--owner-box-key", owner_box_hex, "pin an owner: its X25519 key (64 hex digits)");
+    init->add_flag("--lab-trust-on-first-use", tofu,
+                   "LAB ONLY: adopt the first operator that provisions, uncertified (whoever reads the label owns it)");
+    init->add_flag("--field-mode", field, "allow field-mode provisioning (device generates K/OPc)");
+    init->add_option("--code-digits", digits, "setup code length (8-16, default 10)")->check(CLI::Range(8, 16));
+    init->add_option("--attestation", attestation_file, "manufacturer attestation to import (CBOR signed object)");
+
+    auto* status = app.add_subcommand("status", "show identity, owner, credential and attempt state");
+    bool json = false;
+    status->add_flag("--json", json, "machine-readable output");
+
+    auto* label = app.add_subcommand("label", "print the device label and QR code; write PNG/SVG files");
+    std::string png, svg;
+    bool quiet = false;
+    label->add_option("--png", png, "write the QR code as a PNG file (mode 0600: it holds the setup code)");
+    label->add_option("--svg", svg, "write the QR code as an SVG file (mode 0600)");
+    label->add_flag("-q,--quiet", quiet, "do not print to the terminal");
+
+    auto* wipe = app.add_subcommand("wipe", "delete the credential locally (identity and counters stay)");
+    bool yes = false;
+    wipe->add_flag("--yes", yes, "confirm");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? Exit::ok : Exit::usage;
+    }
+
+    AgentConfig cfg;
+    if (config_path.empty() && std::filesystem::exists(kDefaultConfigPath)) config_path = kDefaultConfigPath;
+    if (!config_path.empty()) {
+        auto loaded = load_config(config_path);
+        if (!loaded) return fail(Exit::config, loaded.error().message);
+        cfg = std::move(*loaded);
+    }
+    if (!state_dir.empty()) cfg.state_dir = state_dir;
+
+    if (*init) {
+        if (!root_hex.empty()) {
+            auto k = parse_public_key_hex(root_hex, "--root");
+            if (!k) return fail(Exit::usage, k.error().message);
+            cfg.trust.provisioning_root = *k;
+        }
+        if (owner_sign_hex.empty() != owner_box_hex.empty()) {
+            return fail(Exit::usage, "--owner-sign-key and --owner-box-key go together");
+        }
+        if (!owner_sign_hex.empty()) {
+            auto s = parse_public_key_hex(owner_sign_hex, "--owner-sign-key");
+            if (!s) return fail(Exit::usage, s.error().message);
+            auto b = parse_public_key_hex(owner_box_hex, "--owner-box-key");
+            if (!b) return fail(Exit::usage, b.error().message);
+            cfg.trust.pinned_owner = OperatorKeys{*s, *b, "pinned owner"};
+        }
+        if (tofu) cfg.trust.lab_trust_on_first_use = true;
+        if (field) cfg.trust.field_mode_allowed = true;
+        if (digits != 0) cfg.setup_code_digits = digits;
+        if (!cfg.trust.provisioning_root && !cfg.trust.pinned_owner && !cfg.trust.lab_trust_on_first_use) {
+            return fail(Exit::usage, "a device needs a trust anchor: --root, --owner-sign-key/--owner-box-key, "
+                                     "or (labs only) --lab-trust-on-first-use");
+        }
+        StoreLock lock;
+        if (!take_lock(cfg, lock)) return fail(Exit::locked, "credprov-agentd is running on this store; stop it first");
+        std::optional<SignedObject> attestation;
+        if (!attestation_file.empty()) {
+            auto a = read_attestation_file(attestation_file);
+            if (!a) return fail(Exit::usage, a.error().message);
+            attestation = std::move(*a);
+        }
+        auto created = factory_init(cfg, attestation);
+        if (!created) {
+            return fail(created.error().code == ErrorCode::already_provisioned ? Exit::exists : Exit::store,
+                        created.error().message);
+        }
+        std::printf("device %s created in %s\n", identity_from_state(created->state()).id.to_string().c_str(),
+                    cfg.state_dir.c_str());
+        return Exit::ok;
+    }
+    if (*status) return cmd_status(cfg, json);
+    if (*label) return cmd_label(cfg, png, svg, quiet);
+    if (*wipe) return cmd_wipe(cfg, yes);
+    return Exit::usage;
+}

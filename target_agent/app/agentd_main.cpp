@@ -1,0 +1,265 @@
+// credprov-agentd: the device's daemon. Serves provisioning sessions over the
+// stream transport (TCP or Unix socket), one session at a time, on top of the
+// protected store.
+//
+// Never logs a secret: log lines carry device ids, bundle ids, counters,
+// peer addresses and error causes only. Core dumps are disabled at start,
+// since a session's keys live in process memory.
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <optional>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "credprov/agent/agent_host.hpp"
+#include "credprov/agent/config.hpp"
+#include "credprov/agent/lifecycle.hpp"
+#include "credprov/agent/store.hpp"
+#include "credprov/agent/version.hpp"
+#include "credprov/protocol/device_session.hpp"
+#include "credprov/transport/stream_transport.hpp"
+
+namespace {
+
+using namespace credprov;
+using namespace credprov::agent;
+using namespace std::chrono_literals;
+
+volatile std::sig_atomic_t g_stop = 0;
+volatile std::sig_atomic_t g_reload = 0;
+
+extern "C" void on_stop(int) { g_stop = 1; }
+extern "C" void on_reload(int) { g_reload = 1; }
+
+std::uint64_t wall_clock() { return static_cast<std::uint64_t>(std::time(nullptr)); }
+
+void harden_process() {
+    // Keys live in memory during sessions: no core dumps, no ptrace by peers.
+    rlimit none{0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    umask(077);
+}
+
+void set_level(const std::string& level) { spdlog::set_level(spdlog::level::from_str(level)); }
+
+// Exit codes, documented in target_agent/README.md.
+enum Exit : int { ok = 0, usage = 2, config = 3, store = 4, listen = 5, locked = 6 };
+
+// One provisioning session on one accepted connection.
+void serve_session(transport::StreamTransport& link, const std::string& peer, Store& store, AgentHost& host,
+                   std::chrono::seconds timeout) {
+    const AgentState& state = store.state();
+    const DeviceIdentity identity = identity_from_state(state);
+    const DeviceTrust trust = state.trust;
+    auto code = SetupCode::parse(std::string_view(reinterpret_cast<const char*>(state.setup_code.data()),
+                                                  state.setup_code.size()));
+    if (!code) {
+        spdlog::error("stored setup code is invalid: {}", code.error().message);
+        return;
+    }
+    DeviceSession session(identity, trust, host, *code, TransportType::tcp);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int exchanged = 0;
+    while (!g_stop) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left <= 0ms) {
+            spdlog::warn("session from {}: timed out after {} messages", peer, exchanged);
+            return;
+        }
+        auto msg = receive(link, std::min<std::chrono::milliseconds>(left, 250ms));
+        if (!msg) {
+            if (msg.error().code == ErrorCode::timeout) continue;
+            if (msg.error().code == ErrorCode::closed) {
+                spdlog::info("session from {}: closed by peer after {} messages", peer, exchanged);
+            } else {
+                spdlog::warn("session from {}: link failed: {}", peer, msg.error().message);
+            }
+            return;
+        }
+        ++exchanged;
+        auto step = session.handle(*msg);
+        if (!step.reply.empty()) {
+            if (auto s = link.send(step.reply); !s) {
+                spdlog::warn("session from {}: could not answer: {}", peer, s.error().message);
+                return;
+            }
+        }
+        if (step.error) {
+            spdlog::warn("session from {}: refused: {} ({})", peer, step.error->message, to_string(step.error->code));
+            return;
+        }
+        if (session.state() == DeviceSession::State::ready && exchanged == 2) {
+            const auto& rec = store.state().record;
+            if (rec.credential) {
+                spdlog::info("session from {}: authorised; credential {} held, owner counter {}", peer,
+                             rec.credential->id.to_string(), rec.owner_counter);
+            } else {
+                spdlog::info("session from {}: authorised; no credential held, owner counter {}", peer,
+                             rec.owner_counter);
+            }
+        }
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"credprov-agentd: the credprov device agent.\n"
+                 "Keeps the device's identity and credential in an encrypted store and\n"
+                 "answers provisioning sessions on the configured addresses."};
+    std::string config_path;
+    std::string state_dir;
+    std::vector<std::string> listen;
+    std::string log_level;
+    bool version = false;
+    app.add_option("-c,--config", config_path, std::string("configuration file (TOML); default ") + kDefaultConfigPath +
+                                                   " if it exists");
+    app.add_option("--state-dir", state_dir, "directory of the protected store (overrides agent.state_dir)");
+    app.add_option("-l,--listen", listen, "address to serve, repeatable: tcp://HOST:PORT or unix:/PATH");
+    app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+    app.add_flag("--version", version, "print the version and exit");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? Exit::ok : Exit::usage;
+    }
+    if (version) {
+        std::printf("credprov-agentd %s\n", kAgentVersion);
+        return Exit::ok;
+    }
+
+    const auto started = std::chrono::steady_clock::now();
+    harden_process();
+    auto logger = spdlog::stderr_logger_st("agentd");
+    spdlog::set_default_logger(logger);
+    spdlog::set_pattern("credprov-agentd[%P]: %l: %v");
+
+    AgentConfig cfg;
+    if (config_path.empty() && std::filesystem::exists(kDefaultConfigPath)) config_path = kDefaultConfigPath;
+    if (!config_path.empty()) {
+        auto loaded = load_config(config_path);
+        if (!loaded) {
+            spdlog::error("configuration: {}", loaded.error().message);
+            return Exit::config;
+        }
+        cfg = std::move(*loaded);
+    }
+    if (!state_dir.empty()) cfg.state_dir = state_dir;
+    if (!listen.empty()) cfg.listen = listen;
+    if (!log_level.empty()) cfg.log_level = log_level;
+    set_level(cfg.log_level);
+
+    std::vector<transport::Address> addresses;
+    for (const auto& a : cfg.listen) {
+        auto addr = transport::Address::parse(a);
+        if (!addr) {
+            spdlog::error("configuration: listen address '{}': {}", a, addr.error().message);
+            return Exit::config;
+        }
+        addresses.push_back(*addr);
+    }
+
+    std::error_code ec;
+    std::filesystem::create_directories(cfg.state_dir, ec);
+    // One agent per store: an exclusive lock that agentctl's writers respect.
+    const std::string lock_path = (cfg.state_dir / "agent.lock").string();
+    const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        spdlog::error("store {} is in use by another credprov-agentd or credprov-agentctl", cfg.state_dir.string());
+        return Exit::locked;
+    }
+
+    auto store = open_or_create_store(cfg, /*log=*/true);
+    if (!store) {
+        spdlog::error("store: {}", store.error().message);
+        return Exit::store;
+    }
+    if (!(store->state().trust.provisioning_root == cfg.trust.provisioning_root) ||
+        store->state().trust.lab_trust_on_first_use != cfg.trust.lab_trust_on_first_use) {
+        spdlog::warn("trust settings in the configuration differ from those installed at factory-init; "
+                     "the store's are used");
+    }
+
+    std::vector<transport::StreamListener> listeners;
+    for (const auto& a : addresses) {
+        auto l = transport::StreamListener::listen(a);
+        if (!l) {
+            spdlog::error("cannot listen on {}: {}", a.to_string(), l.error().message);
+            return Exit::listen;
+        }
+        listeners.push_back(std::move(*l));
+    }
+
+    struct sigaction sa {};
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    sa.sa_handler = on_reload;
+    sigaction(SIGHUP, &sa, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    const DeviceIdentity identity = identity_from_state(store->state());
+    std::optional<AgentHost> host;
+    host.emplace(*store, cfg.backoff, wall_clock, std::string("credprov-agentd ") + kAgentVersion,
+                 make_diagnostic_runner(cfg, *store));
+    const auto ms = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
+    std::string where;
+    for (const auto& l : listeners) where += (where.empty() ? "" : ", ") + l.bound_address().to_string();
+    spdlog::info("device {} ready in {:.1f} ms; listening on {}", identity.id.to_string(),
+                 static_cast<double>(ms.count()) / 1000.0, where);
+
+    std::vector<pollfd> fds;
+    for (const auto& l : listeners) fds.push_back(pollfd{l.fd(), POLLIN, 0});
+    while (!g_stop) {
+        if (g_reload) {
+            g_reload = 0;
+            if (!config_path.empty()) {
+                auto loaded = load_config(config_path);
+                if (!loaded) {
+                    spdlog::error("reload: {}; keeping the running configuration", loaded.error().message);
+                } else {
+                    cfg.log_level = log_level.empty() ? loaded->log_level : log_level;
+                    cfg.session_timeout_s = loaded->session_timeout_s;
+                    cfg.backoff = loaded->backoff;
+                    set_level(cfg.log_level);
+                    host.emplace(*store, cfg.backoff, wall_clock, std::string("credprov-agentd ") + kAgentVersion,
+                                 make_diagnostic_runner(cfg, *store));
+                    spdlog::info("configuration reloaded");
+                }
+            }
+        }
+        for (auto& f : fds) f.revents = 0;
+        const int n = ::poll(fds.data(), fds.size(), 250);
+        if (n <= 0) continue;
+        for (std::size_t i = 0; i < fds.size() && !g_stop; ++i) {
+            if ((fds[i].revents & POLLIN) == 0) continue;
+            auto link = listeners[i].accept(0ms);
+            if (!link) {
+                if (link.error().code != ErrorCode::timeout) spdlog::warn("accept: {}", link.error().message);
+                continue;
+            }
+            const std::string peer = listeners[i].bound_address().to_string();
+            spdlog::info("session on {}: started", peer);
+            serve_session(**link, peer, *store, *host, std::chrono::seconds(cfg.session_timeout_s));
+        }
+    }
+    spdlog::info("stopping");
+    return Exit::ok;
+}

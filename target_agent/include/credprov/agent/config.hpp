@@ -1,0 +1,43 @@
+// credprov-agentd's configuration: a TOML file (toml++), then command-line
+// overrides. Every bad value is an error naming the file, line and key.
+// The configuration holds no secrets; trust anchors in it are public keys.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "credprov/agent/attempt_policy.hpp"
+#include "credprov/protocol/device_session.hpp"
+#include "credprov/protocol/result.hpp"
+
+namespace credprov::agent {
+
+struct AgentConfig {
+    std::filesystem::path state_dir{"/var/lib/credprov-agent"};
+    std::filesystem::path key_file;  // empty: <state_dir>/store.key
+    std::vector<std::string> listen{"unix:/run/credprov-agent/agent.sock"};
+    std::string log_level{"info"};
+    std::uint32_t session_timeout_s{30};
+    BackoffPolicy backoff;
+    // Trust anchors installed into the store at first start (factory-init);
+    // afterwards the store is authoritative and these are only compared.
+    DeviceTrust trust;
+    std::size_t setup_code_digits{10};
+
+    [[nodiscard]] std::filesystem::path effective_key_file() const {
+        return key_file.empty() ? state_dir / "store.key" : key_file;
+    }
+};
+
+inline constexpr const char* kDefaultConfigPath = "/etc/credprov/agent.toml";
+
+[[nodiscard]] Result<AgentConfig> parse_config(std::string_view toml_text, std::string_view origin);
+[[nodiscard]] Result<AgentConfig> load_config(const std::filesystem::path& path);
+
+// Parses a 32-byte public key given as 64 hex digits.
+[[nodiscard]] Result<crypto::SignPublicKey> parse_public_key_hex(std::string_view hex, std::string_view what);
+
+}  // namespace credprov::agent

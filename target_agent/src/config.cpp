@@ -1,0 +1,174 @@
+// TOML configuration of the agent, validated field by field.
+#include "credprov/agent/config.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace credprov::agent {
+
+namespace {
+
+std::string where(std::string_view origin, const toml::source_region& src) {
+    return std::string(origin) + ":" + std::to_string(src.begin.line);
+}
+
+Error bad(std::string_view origin, const toml::node& node, std::string_view key, std::string_view why) {
+    return make_error(ErrorCode::malformed,
+                      where(origin, node.source()) + ": " + std::string(key) + ": " + std::string(why));
+}
+
+template <class T>
+Status read_uint(const toml::table& t, std::string_view origin, std::string_view key, T& out, std::uint64_t min,
+                 std::uint64_t max) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return {};
+    const auto v = n->value<std::int64_t>();
+    if (!v || *v < 0 || static_cast<std::uint64_t>(*v) < min || static_cast<std::uint64_t>(*v) > max) {
+        return bad(origin, *n, key, "must be an integer from " + std::to_string(min) + " to " + std::to_string(max));
+    }
+    out = static_cast<T>(*v);
+    return {};
+}
+
+Status read_string(const toml::table& t, std::string_view origin, std::string_view key, std::string& out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return {};
+    const auto v = n->value<std::string>();
+    if (!v || v->empty()) return bad(origin, *n, key, "must be a non-empty string");
+    out = *v;
+    return {};
+}
+
+Status read_bool(const toml::table& t, std::string_view origin, std::string_view key, bool& out) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return {};
+    const auto v = n->value<bool>();
+    if (!v) return bad(origin, *n, key, "must be true or false");
+    out = *v;
+    return {};
+}
+
+Status check_known(const toml::table& t, std::string_view origin, std::initializer_list<std::string_view> known,
+                   std::string_view section) {
+    for (const auto& [k, v] : t) {
+        bool ok = false;
+        for (auto name : known) ok = ok || k.str() == name;
+        if (!ok) {
+            return make_error(ErrorCode::malformed, where(origin, v.source()) + ": unknown key '" + std::string(k.str()) +
+                                                        "' in [" + std::string(section) + "]");
+        }
+    }
+    return {};
+}
+
+}  // namespace
+
+Result<crypto::SignPublicKey> parse_public_key_hex(std::string_view hex, std::string_view what) {
+    Bytes b;
+    if (!from_hex(hex, b) || b.size() != 32) {
+        return make_error(ErrorCode::malformed, std::string(what) + " must be 64 hex digits (a 32-byte public key)");
+    }
+    crypto::SignPublicKey k{};
+    std::copy(b.begin(), b.end(), k.begin());
+    return k;
+}
+
+Result<AgentConfig> parse_config(std::string_view text, std::string_view origin) {
+    toml::table root;
+    try {
+        root = toml::parse(text, origin);
+    } catch (const toml::parse_error& e) {
+        return make_error(ErrorCode::malformed, std::string(origin) + ":" + std::to_string(e.source().begin.line) +
+                                                    ": " + std::string(e.description()));
+    }
+    AgentConfig c;
+    if (auto s = check_known(root, origin, {"agent", "backoff", "trust"}, "top level"); !s) return s.error();
+
+    if (const toml::table* a = root["agent"].as_table()) {
+        if (auto s = check_known(*a, origin,
+                                 {"state_dir", "key_file", "listen", "log_level", "session_timeout_s", "setup_code_digits"},
+                                 "agent");
+            !s) {
+            return s.error();
+        }
+        std::string dir, key, level;
+        if (auto s = read_string(*a, origin, "state_dir", dir); !s) return s.error();
+        if (auto s = read_string(*a, origin, "key_file", key); !s) return s.error();
+        if (auto s = read_string(*a, origin, "log_level", level); !s) return s.error();
+        if (!dir.empty()) c.state_dir = dir;
+        if (!key.empty()) c.key_file = key;
+        if (!level.empty()) {
+            if (level != "trace" && level != "debug" && level != "info" && level != "warn" && level != "error") {
+                return bad(origin, *a->get("log_level"), "log_level", "must be trace, debug, info, warn or error");
+            }
+            c.log_level = level;
+        }
+        if (auto s = read_uint(*a, origin, "session_timeout_s", c.session_timeout_s, 1, 600); !s) return s.error();
+        if (auto s = read_uint(*a, origin, "setup_code_digits", c.setup_code_digits, 8, 16); !s) return s.error();
+        if (const toml::node* l = a->get("listen")) {
+            const toml::array* arr = l->as_array();
+            if (arr == nullptr || arr->empty()) return bad(origin, *l, "listen", "must be a non-empty array of addresses");
+            c.listen.clear();
+            for (const auto& e : *arr) {
+                const auto v = e.value<std::string>();
+                if (!v) return bad(origin, e, "listen", "entries must be strings like tcp://127.0.0.1:7420 or unix:/path");
+                c.listen.push_back(*v);
+            }
+        }
+    } else if (root.contains("agent")) {
+        return bad(origin, *root.get("agent"), "agent", "must be a table");
+    }
+
+    if (const toml::table* b = root["backoff"].as_table()) {
+        if (auto s = check_known(*b, origin, {"free_attempts", "base_s", "max_s"}, "backoff"); !s) return s.error();
+        if (auto s = read_uint(*b, origin, "free_attempts", c.backoff.free_attempts, 0, 100); !s) return s.error();
+        if (auto s = read_uint(*b, origin, "base_s", c.backoff.base_s, 1, 3600); !s) return s.error();
+        if (auto s = read_uint(*b, origin, "max_s", c.backoff.max_s, 1, 7 * 86400); !s) return s.error();
+    }
+
+    if (const toml::table* t = root["trust"].as_table()) {
+        if (auto s = check_known(*t, origin,
+                                 {"provisioning_root", "owner_sign_key", "owner_box_key", "owner_name",
+                                  "lab_trust_on_first_use", "field_mode_allowed"},
+                                 "trust");
+            !s) {
+            return s.error();
+        }
+        std::string root_hex, sign_hex, box_hex, name = "pinned owner";
+        if (auto s = read_string(*t, origin, "provisioning_root", root_hex); !s) return s.error();
+        if (auto s = read_string(*t, origin, "owner_sign_key", sign_hex); !s) return s.error();
+        if (auto s = read_string(*t, origin, "owner_box_key", box_hex); !s) return s.error();
+        if (auto s = read_string(*t, origin, "owner_name", name); !s) return s.error();
+        if (auto s = read_bool(*t, origin, "lab_trust_on_first_use", c.trust.lab_trust_on_first_use); !s) return s.error();
+        if (auto s = read_bool(*t, origin, "field_mode_allowed", c.trust.field_mode_allowed); !s) return s.error();
+        if (!root_hex.empty()) {
+            auto k = parse_public_key_hex(root_hex, std::string(origin) + ": trust.provisioning_root");
+            if (!k) return k.error();
+            c.trust.provisioning_root = *k;
+        }
+        if (sign_hex.empty() != box_hex.empty()) {
+            return make_error(ErrorCode::malformed,
+                              std::string(origin) + ": trust.owner_sign_key and trust.owner_box_key go together");
+        }
+        if (!sign_hex.empty()) {
+            auto s = parse_public_key_hex(sign_hex, std::string(origin) + ": trust.owner_sign_key");
+            if (!s) return s.error();
+            auto b = parse_public_key_hex(box_hex, std::string(origin) + ": trust.owner_box_key");
+            if (!b) return b.error();
+            c.trust.pinned_owner = OperatorKeys{*s, *b, name};
+        }
+    }
+    return c;
+}
+
+Result<AgentConfig> load_config(const std::filesystem::path& path) {
+    std::ifstream in(path);
+    if (!in) return make_error(ErrorCode::io, "cannot read configuration file " + path.string());
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return parse_config(ss.str(), path.string());
+}
+
+}  // namespace credprov::agent

@@ -1,0 +1,176 @@
+// End-to-end tests of credprov-agentd as a separate process: provisioning
+// over a Unix socket with the real protocol, query and deprovisioning, clean
+// stop on SIGTERM, survival of SIGKILL at any point, back-off across
+// restarts, and logs that never contain a secret.
+#include <doctest/doctest.h>
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <fstream>
+#include <random>
+
+#include "agent_lab.hpp"
+#include "credprov/transport/stream_transport.hpp"
+#include "protocol_world.hpp"
+
+using namespace credprov;
+using namespace credprov::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+bool contains(const std::string& haystack, const std::string& needle) {
+    return !needle.empty() && haystack.find(needle) != std::string::npos;
+}
+
+std::string base64(ByteView b) {
+    std::string out(sodium_base64_encoded_len(b.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+    sodium_bin2base64(out.data(), out.size(), b.data(), b.size(), sodium_base64_VARIANT_ORIGINAL);
+    out.pop_back();
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("agentd: provision, query and deprovision over a Unix socket; stop on SIGTERM; no secret in any log") {
+    AgentLab lab;
+    auto agent = lab.start();
+    auto o = lab.session(Operation::deliver_sealed, {Request{Operation::query, std::nullopt}});
+    REQUIRE_MESSAGE(o.first.ok(), o.first.error().message);
+    REQUIRE(o.first->receipt);
+    REQUIRE_FALSE(o.more_error);
+    REQUIRE(o.more.size() == 1);
+    REQUIRE(o.more[0].info);
+    CHECK(o.more[0].info->provisioned);
+    CHECK(o.more[0].info->owner_state == OwnerState::owned);
+
+    auto st = lab.status();
+    REQUIRE(st.exit_code == 0);
+    CHECK(contains(st.out, "\"provisioned\":true"));
+    CHECK(contains(st.out, "\"imsi\":\"001010123456789\""));
+
+    // Deprovision on the channel with an owner-signed command.
+    OwnerCommand cmd;
+    cmd.kind = OwnerCommandKind::deprovision;
+    cmd.device = lab.device;
+    cmd.counter = 1;
+    cmd.issued_at = static_cast<std::uint64_t>(std::time(nullptr));
+    auto d = lab.session(Operation::query, {Request{Operation::deprovision, sign_owner_command(lab.operator_side.op.sign, cmd)}});
+    REQUIRE(d.first.ok());
+    REQUIRE_MESSAGE(!d.more_error, d.more_error->message);
+    REQUIRE(d.more.size() == 1);
+    CHECK(d.more[0].counter == std::optional<std::uint64_t>(1));
+    CHECK(contains(lab.status().out, "\"provisioned\":false"));
+
+    agent->signal(SIGTERM);
+    CHECK(agent->wait() == 0);
+
+    const std::string log = read_file(lab.log);
+    CHECK(contains(log, "ready"));
+    CHECK(contains(log, lab.device.to_string()));
+    // Secrets never appear: setup code, K (hex, upper hex, base64), the
+    // provisioner's private key, the store key.
+    CHECK_FALSE(contains(log, lab.code));
+    CHECK_FALSE(contains(log, to_hex(o.k)));
+    std::string upper = to_hex(o.k);
+    std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
+    CHECK_FALSE(contains(log, upper));
+    CHECK_FALSE(contains(log, base64(o.k)));
+    const auto& psk = lab.operator_side.provisioner.secret_key;
+    CHECK_FALSE(contains(log, to_hex(ByteView(psk.data(), 32))));
+    const std::string store_key = read_file(lab.state / "store.key");
+    CHECK_FALSE(contains(log, to_hex(as_bytes(store_key))));
+    CHECK_FALSE(contains(st.out, lab.code));
+    CHECK_FALSE(contains(st.out, to_hex(o.k)));
+}
+
+TEST_CASE("agentd: a wrong setup code is refused and counted; back-off survives a restart") {
+    AgentLab lab;
+    {
+        auto agent = lab.start();
+        for (int i = 0; i < 6; ++i) {
+            auto o = lab.session(Operation::query, {}, "0000000000");
+            REQUIRE_FALSE(o.first.ok());
+            CHECK(o.first.error().code == ErrorCode::auth_failed);
+        }
+        // The seventh attempt is refused before any CPace work.
+        auto o = lab.session(Operation::query, {}, "0000000000");
+        REQUIRE_FALSE(o.first.ok());
+        CHECK(o.first.error().code == ErrorCode::backoff);
+        agent->signal(SIGKILL);
+        agent->wait();
+    }
+    auto agent = lab.start();
+    auto o = lab.session(Operation::query);  // even with the right code: wait first
+    REQUIRE_FALSE(o.first.ok());
+    CHECK(o.first.error().code == ErrorCode::backoff);
+    CHECK(contains(lab.status().out, "\"unconfirmed_attempts\":6"));
+}
+
+TEST_CASE("agentd: SIGKILL at any moment of a provisioning leaves a store that opens, old or new") {
+    AgentLab lab;
+    // No back-off here: every killed session leaves an unconfirmed attempt.
+    const auto config = lab.dir / "agent.toml";
+    {
+        std::ofstream(config) << "[backoff]\nfree_attempts = 100\n";
+    }
+    std::mt19937 rng(12345);
+    int cut_short = 0;
+    bool provisioned = false;
+    for (int round = 0; round < 24; ++round) {
+        CAPTURE(round);
+        auto agent = lab.start({"--config", config.string()});
+        const auto delay = std::chrono::microseconds(rng() % 12000);
+        std::thread killer([&] {
+            std::this_thread::sleep_for(delay);
+            agent->signal(SIGKILL);
+        });
+        auto o = lab.session(provisioned ? Operation::query : Operation::deliver_sealed);
+        killer.join();
+        agent->wait();
+        if (!o.first) ++cut_short;
+        auto st = lab.status();
+        REQUIRE_MESSAGE(st.exit_code == 0, st.out);  // the store always opens
+        const bool now = contains(st.out, "\"provisioned\":true");
+        CHECK((now || !provisioned));  // never lost once committed
+        // A receipt that left the device means the credential is on disk.
+        if (o.first && o.first->receipt) CHECK(now);
+        provisioned = now;
+    }
+    CHECK(cut_short > 0);  // some kills really landed inside sessions
+    // Whatever happened, provisioning converges to one credential.
+    auto agent = lab.start({"--config", config.string()});
+    auto o = lab.session(Operation::deliver_sealed);
+    if (!provisioned) {
+        REQUIRE_MESSAGE(o.first.ok(), o.first.error().message);
+    } else {
+        REQUIRE_FALSE(o.first.ok());
+        CHECK(o.first.error().code == ErrorCode::already_provisioned);
+    }
+    CHECK(contains(lab.status().out, "\"provisioned\":true"));
+}
+
+TEST_CASE("agentctl: clear errors and exit codes") {
+    AgentLab lab;
+    auto again = run_command({CREDPROV_AGENTCTL, "--state-dir", lab.state.string(), "factory-init", "--root",
+                              to_hex(lab.operator_side.root.public_key)});
+    CHECK(again.exit_code == 7);
+    auto none = run_command({CREDPROV_AGENTCTL, "--state-dir", (lab.dir / "nothing").string(), "status"});
+    CHECK(none.exit_code == 4);
+    auto no_anchor = run_command({CREDPROV_AGENTCTL, "--state-dir", (lab.dir / "new").string(), "factory-init"});
+    CHECK(no_anchor.exit_code == 2);
+    auto agent = lab.start();
+    auto wipe = run_command({CREDPROV_AGENTCTL, "--state-dir", lab.state.string(), "wipe", "--yes"});
+    CHECK(wipe.exit_code == 6);  // the daemon holds the store
+    auto png = lab.dir / "label.png";
+    auto svg = lab.dir / "label.svg";
+    auto label = run_command({CREDPROV_AGENTCTL, "--state-dir", lab.state.string(), "label", "--quiet", "--png",
+                              png.string(), "--svg", svg.string()});
+    CHECK(label.exit_code == 0);
+    CHECK(label.out.empty());
+    CHECK(std::filesystem::file_size(png) > 100);
+    CHECK(read_file(svg).find("<svg") != std::string::npos);
+    CHECK((std::filesystem::status(png).permissions() & std::filesystem::perms::others_read) ==
+          std::filesystem::perms::none);
+}
