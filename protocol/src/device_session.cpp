@@ -444,6 +444,7 @@ Response DeviceSession::execute(const Request& request) {
             }
             auto next = apply_owner_command(trust_, record, identity_.id, *cmd);
             if (!next) return Response::failure(next.error());
+            if (auto c = host_.consent(cmd->kind); !c) return Response::failure(c.error());
             if (auto s = host_.commit(*next, nullptr); !s) return Response::failure(s.error());
             if (cmd->kind == OwnerCommandKind::diagnose) {
                 auto which = decode_diagnostics(cmd->payload);

@@ -218,7 +218,7 @@ int main(int argc, char** argv) {
     const DeviceIdentity identity = identity_from_state(store->state());
     std::optional<AgentHost> host;
     host.emplace(*store, cfg.backoff, wall_clock, std::string("credprov-agentd ") + kAgentVersion,
-                 make_diagnostic_runner(cfg, *store));
+                 make_diagnostic_runner(cfg, *store), cfg.consent);
     const auto ms = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
     std::string where;
     for (const auto& l : listeners) where += (where.empty() ? "" : ", ") + l.bound_address().to_string();
@@ -239,8 +239,9 @@ int main(int argc, char** argv) {
                     cfg.session_timeout_s = loaded->session_timeout_s;
                     cfg.backoff = loaded->backoff;
                     set_level(cfg.log_level);
+                    cfg.consent = loaded->consent;
                     host.emplace(*store, cfg.backoff, wall_clock, std::string("credprov-agentd ") + kAgentVersion,
-                                 make_diagnostic_runner(cfg, *store));
+                                 make_diagnostic_runner(cfg, *store), cfg.consent);
                     spdlog::info("configuration reloaded");
                 }
             }

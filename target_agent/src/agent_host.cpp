@@ -2,17 +2,41 @@
 // are durable (fsync'd) before the session is allowed to go on.
 #include "credprov/agent/agent_host.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstring>
 
 namespace credprov::agent {
 
 AgentHost::AgentHost(Store& store, BackoffPolicy policy, Clock clock, std::string software,
-                     DiagnosticRunner diagnostics)
+                     DiagnosticRunner diagnostics, ConsentPolicy consent)
     : store_(store),
       policy_(policy),
       clock_(std::move(clock)),
       software_(std::move(software)),
-      diagnostics_(std::move(diagnostics)) {}
+      diagnostics_(std::move(diagnostics)),
+      consent_(std::move(consent)) {}
+
+Status AgentHost::consent(OwnerCommandKind kind) {
+    const auto& need = consent_.required_for;
+    if (std::find(need.begin(), need.end(), kind) == need.end()) return {};
+    struct stat st {};
+    const bool present = ::stat(consent_.file.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    const std::uint64_t now = clock_();
+    const auto made = static_cast<std::uint64_t>(st.st_mtime);
+    if (!present || made > now || now - made > consent_.max_age_s) {
+        return make_error(ErrorCode::not_authorised, "local consent missing: this device requires " +
+                                                         consent_.file.string() + " to be created within " +
+                                                         std::to_string(consent_.max_age_s) + " s before the request");
+    }
+    // One consent, one command.
+    if (::unlink(consent_.file.c_str()) != 0) {
+        return make_error(ErrorCode::storage, "cannot consume the consent file " + consent_.file.string());
+    }
+    return {};
+}
 
 Result<AttemptDecision> AgentHost::record_pairing_attempt() {
     const std::uint64_t now = clock_();

@@ -84,7 +84,7 @@ Result<AgentConfig> parse_config(std::string_view text, std::string_view origin)
                                                     ": " + std::string(e.description()));
     }
     AgentConfig c;
-    if (auto s = check_known(root, origin, {"agent", "backoff", "trust"}, "top level"); !s) return s.error();
+    if (auto s = check_known(root, origin, {"agent", "backoff", "consent", "trust"}, "top level"); !s) return s.error();
 
     if (const toml::table* a = root["agent"].as_table()) {
         if (auto s = check_known(*a, origin,
@@ -126,6 +126,26 @@ Result<AgentConfig> parse_config(std::string_view text, std::string_view origin)
         if (auto s = read_uint(*b, origin, "free_attempts", c.backoff.free_attempts, 0, 100); !s) return s.error();
         if (auto s = read_uint(*b, origin, "base_s", c.backoff.base_s, 1, 3600); !s) return s.error();
         if (auto s = read_uint(*b, origin, "max_s", c.backoff.max_s, 1, 7 * 86400); !s) return s.error();
+    }
+
+    if (const toml::table* k = root["consent"].as_table()) {
+        if (auto s = check_known(*k, origin, {"required_for", "file", "max_age_s"}, "consent"); !s) return s.error();
+        std::string file;
+        if (auto s = read_string(*k, origin, "file", file); !s) return s.error();
+        if (!file.empty()) c.consent.file = file;
+        if (auto s = read_uint(*k, origin, "max_age_s", c.consent.max_age_s, 1, 86400); !s) return s.error();
+        if (const toml::node* r = k->get("required_for")) {
+            const toml::array* arr = r->as_array();
+            if (arr == nullptr) return bad(origin, *r, "required_for", "must be an array");
+            for (const auto& e : *arr) {
+                const auto v = e.value<std::string>();
+                if (v == "deprovision") c.consent.required_for.push_back(OwnerCommandKind::deprovision);
+                else if (v == "reconfigure") c.consent.required_for.push_back(OwnerCommandKind::reconfigure);
+                else if (v == "diagnose") c.consent.required_for.push_back(OwnerCommandKind::diagnose);
+                else if (v == "transfer") c.consent.required_for.push_back(OwnerCommandKind::transfer);
+                else return bad(origin, e, "required_for", "entries are deprovision, reconfigure, diagnose or transfer");
+            }
+        }
     }
 
     if (const toml::table* t = root["trust"].as_table()) {

@@ -174,3 +174,34 @@ TEST_CASE("agentctl: clear errors and exit codes") {
     CHECK((std::filesystem::status(png).permissions() & std::filesystem::perms::others_read) ==
           std::filesystem::perms::none);
 }
+
+TEST_CASE("agentd: deprovisioning waits for local consent when configured, and consumes it") {
+    AgentLab lab;
+    const auto consent = lab.dir / "consent";
+    const auto config = lab.dir / "agent.toml";
+    {
+        std::ofstream(config) << "[consent]\nrequired_for = [\"deprovision\"]\nfile = \"" << consent.string()
+                              << "\"\nmax_age_s = 60\n";
+    }
+    auto agent = lab.start({"--config", config.string()});
+    REQUIRE(lab.session(Operation::deliver_sealed).first.ok());
+    auto command = [&](std::uint64_t counter) {
+        OwnerCommand cmd;
+        cmd.kind = OwnerCommandKind::deprovision;
+        cmd.device = lab.device;
+        cmd.counter = counter;
+        cmd.issued_at = static_cast<std::uint64_t>(std::time(nullptr));
+        return Request{Operation::deprovision, sign_owner_command(lab.operator_side.op.sign, cmd)};
+    };
+    auto refused = lab.session(Operation::query, {command(1)});
+    REQUIRE(refused.more_error);
+    CHECK(refused.more_error->code == ErrorCode::not_authorised);
+    CHECK(contains(refused.more_error->message, "consent"));
+    CHECK(contains(lab.status().out, "\"provisioned\":true"));
+
+    { std::ofstream(consent) << "yes\n"; }
+    auto done = lab.session(Operation::query, {command(2)});
+    REQUIRE_MESSAGE(!done.more_error, done.more_error->message);
+    CHECK(contains(lab.status().out, "\"provisioned\":false"));
+    CHECK_FALSE(std::filesystem::exists(consent));  // consumed
+}

@@ -48,6 +48,13 @@ public:
         return out;
     }
     std::string software() const override { return "credprov-test 0"; }
+    Status consent(OwnerCommandKind kind) override {
+        if (withhold_consent_for && *withhold_consent_for == kind) {
+            return make_error(ErrorCode::not_authorised, "local consent missing");
+        }
+        return {};
+    }
+    std::optional<OwnerCommandKind> withhold_consent_for;
 
     DeviceRecord rec;
     int attempts_recorded{0};

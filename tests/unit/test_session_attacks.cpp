@@ -624,3 +624,17 @@ TEST_CASE("oversized, truncated and random input: typed error, session failed, n
     }
     check_nothing_committed(w);
 }
+
+TEST_CASE("an owner command without the device's local consent changes nothing") {
+    World w;
+    const std::vector<Operation> ops{Operation::deliver_sealed, Operation::deprovision};
+    Flow f(w, w.setup(w.token(ops)));
+    REQUIRE(f.run(deliver(w.bundle())).ok());
+    w.host.withhold_consent_for = OwnerCommandKind::deprovision;
+    const std::uint64_t counter = w.host.rec.owner_counter;
+    auto r = f.request({Operation::deprovision, w.owner_command(OwnerCommandKind::deprovision)});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == ErrorCode::not_authorised);
+    CHECK(w.host.rec.credential);
+    CHECK(w.host.rec.owner_counter == counter);
+}

@@ -82,6 +82,13 @@ public:
     // is wiped when next.credential is empty.
     [[nodiscard]] virtual Status commit(const DeviceRecord& next, const SubscriberKeys* keys) = 0;
     [[nodiscard]] virtual std::vector<DiagnosticResult> run_diagnostics(const std::vector<Diagnostic>& which) = 0;
+    // Local consent before an owner command takes effect on the channel (a
+    // button, a file, a D-Bus call: the host decides). Default: no consent
+    // needed. A refusal is ErrorCode::not_authorised.
+    [[nodiscard]] virtual Status consent(OwnerCommandKind kind) {
+        (void)kind;
+        return {};
+    }
     [[nodiscard]] virtual std::string software() const = 0;
 };
 

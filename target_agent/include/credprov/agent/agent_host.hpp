@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "credprov/agent/attempt_policy.hpp"
+#include "credprov/agent/config.hpp"
 #include "credprov/agent/store.hpp"
 #include "credprov/protocol/device_session.hpp"
 
@@ -21,7 +22,8 @@ using DiagnosticRunner = std::function<DiagnosticResult(Diagnostic)>;
 
 class AgentHost final : public DeviceHost {
 public:
-    AgentHost(Store& store, BackoffPolicy policy, Clock clock, std::string software, DiagnosticRunner diagnostics);
+    AgentHost(Store& store, BackoffPolicy policy, Clock clock, std::string software, DiagnosticRunner diagnostics,
+              ConsentPolicy consent = {});
 
     Result<AttemptDecision> record_pairing_attempt() override;
     Status confirm_pairing() override;
@@ -29,6 +31,7 @@ public:
     Status commit(const DeviceRecord& next, const SubscriberKeys* keys) override;
     std::vector<DiagnosticResult> run_diagnostics(const std::vector<Diagnostic>& which) override;
     std::string software() const override { return software_; }
+    Status consent(OwnerCommandKind kind) override;
 
 private:
     Store& store_;
@@ -36,6 +39,7 @@ private:
     Clock clock_;
     std::string software_;
     DiagnosticRunner diagnostics_;
+    ConsentPolicy consent_;
 };
 
 // The device's identity keys, derived from the store's seeds.

@@ -15,6 +15,15 @@
 
 namespace credprov::agent {
 
+// Local consent before owner commands, when the owner wants it: a file that
+// a local action (a button handler, a technician's shell) creates, valid for
+// max_age_s and consumed by the command it approves.
+struct ConsentPolicy {
+    std::vector<OwnerCommandKind> required_for;  // empty: no consent needed
+    std::filesystem::path file{"/run/credprov-agent/consent"};
+    std::uint64_t max_age_s{120};
+};
+
 struct AgentConfig {
     std::filesystem::path state_dir{"/var/lib/credprov-agent"};
     std::filesystem::path key_file;  // empty: <state_dir>/store.key
@@ -22,6 +31,7 @@ struct AgentConfig {
     std::string log_level{"info"};
     std::uint32_t session_timeout_s{30};
     BackoffPolicy backoff;
+    ConsentPolicy consent;
     // Trust anchors installed into the store at first start (factory-init);
     // afterwards the store is authoritative and these are only compared.
     DeviceTrust trust;
