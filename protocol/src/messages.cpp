@@ -2,11 +2,17 @@
 // Never logs: record payloads are decrypted plaintexts.
 #include "credprov/protocol/messages.hpp"
 
+#include "credprov/protocol/codec_fields.hpp"
+
 #include <algorithm>
 
 namespace credprov {
 
 using cbor::bit;
+using cbor::handled;
+using cbor::read_blob;
+using cbor::read_fixed;
+using cbor::read_printable;
 using cbor::MapBuilder;
 using cbor::Reader;
 using cbor::Writer;
@@ -16,26 +22,6 @@ namespace {
 constexpr std::size_t kMaxRecordBytes = kMaxMessageBytes;
 constexpr std::size_t kMaxAdBytes = 64;
 constexpr std::size_t kMaxText = 200;
-
-Result<bool> handled(Status s) {
-    if (!s) return s.error();
-    return true;
-}
-
-template <std::size_t N>
-Status read_fixed(Reader& v, ByteArray<N>& out) {
-    auto b = v.fixed_bytes<N>();
-    if (!b) return b.error();
-    out = *b;
-    return {};
-}
-
-Status read_blob(Reader& v, std::size_t min, std::size_t max, Bytes& out) {
-    auto b = v.bytes(min, max);
-    if (!b) return b.error();
-    out.assign(b->begin(), b->end());
-    return {};
-}
 
 Status read_signed(Reader& v, std::optional<SignedObject>& out) {
     auto o = SignedObject::read(v);
@@ -54,17 +40,6 @@ std::string printable_copy(std::string_view s, std::size_t max) {
     return out;
 }
 
-bool printable(std::string_view s) {
-    return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
-}
-
-Status read_printable(Reader& v, std::size_t max, std::string& out) {
-    auto t = v.text(0, max);
-    if (!t) return t.error();
-    if (!printable(*t)) return make_error(ErrorCode::malformed, "text field has non-printable characters");
-    out = std::string(*t);
-    return {};
-}
 
 // Reads a whole top-level message: a map whose key 0 is the expected type.
 template <class F>
@@ -90,14 +65,6 @@ Status read_message(ByteView bytes, MessageType type, std::size_t max_entries, s
     if (!s) return s;
     if (auto f = r.finish(); !f) return f;
     return cbor::require_fields(seen, required | bit(0), what);
-}
-
-void write_profile(MapBuilder& m, std::uint64_t first, const SubscriberProfile& p) {
-    m.field(first).text(p.imsi.str());
-    m.field(first + 1).bytes(p.amf);
-    m.field(first + 2).uint(p.sqn);
-    m.field(first + 3).text(p.plmn.str());
-    m.field(first + 4).text(p.network_name.str());
 }
 
 }  // namespace
@@ -433,6 +400,7 @@ Result<DeviceInfo> decode_info(ByteView bytes) {
     auto s = cbor::read_map(
         r, 16,
         [&](std::uint64_t key, Reader& v) -> Result<bool> {
+            if (auto p = read_profile_field(key, 7, v, prof); !p || *p) return p;  // keys 7..11
             switch (key) {
                 case 1: return handled(read_fixed(v, i.device.bytes));
                 case 2: {
@@ -464,37 +432,6 @@ Result<DeviceInfo> decode_info(ByteView bytes) {
                     auto st = read_fixed(v, b.bytes);
                     if (st) i.bundle = b;
                     return handled(st);
-                }
-                case 7: {
-                    auto t = v.text(6, 15);
-                    if (!t) return t.error();
-                    auto p = Imsi::parse(*t);
-                    if (!p) return p.error();
-                    prof.imsi = *p;
-                    return true;
-                }
-                case 8: return handled(read_fixed(v, prof.amf));
-                case 9: {
-                    auto x = v.uint(0, (std::uint64_t{1} << 48) - 1);
-                    if (!x) return x.error();
-                    prof.sqn = *x;
-                    return true;
-                }
-                case 10: {
-                    auto t = v.text(5, 6);
-                    if (!t) return t.error();
-                    auto p = Plmn::parse(*t);
-                    if (!p) return p.error();
-                    prof.plmn = *p;
-                    return true;
-                }
-                case 11: {
-                    auto t = v.text(1, NetworkName::kMaxLength);
-                    if (!t) return t.error();
-                    auto p = NetworkName::parse(*t);
-                    if (!p) return p.error();
-                    prof.network_name = *p;
-                    return true;
                 }
                 case 12: {
                     auto b = v.bytes(1, 256);

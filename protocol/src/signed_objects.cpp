@@ -2,6 +2,8 @@
 // Never logs. Plaintext K/OPc only ever in Secret<> or wiped temporaries.
 #include "credprov/protocol/signed_objects.hpp"
 
+#include "credprov/protocol/codec_fields.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -11,6 +13,9 @@
 namespace credprov {
 
 using cbor::bit;
+using cbor::handled;
+using cbor::read_fixed;
+using cbor::read_parsed;
 using cbor::MapBuilder;
 using cbor::Reader;
 using cbor::Writer;
@@ -37,36 +42,16 @@ Status check_version(Reader& v) {
     return {};
 }
 
-template <class T, class Parse>
-Status read_parsed(Reader& v, std::size_t max_len, T& out, Parse parse) {
-    auto t = v.text(0, max_len);
-    if (!t) return t.error();
-    auto p = parse(*t);
-    if (!p) return p.error();
-    out = std::move(*p);
-    return {};
+// Times are seconds since the Unix epoch, bounded far beyond any real clock.
+Status read_time(Reader& v, std::uint64_t& out) { return cbor::read_u64(v, out, kMaxTime); }
+
+std::uint64_t profile_bits(std::uint64_t first_key) {
+    std::uint64_t b = 0;
+    for (std::uint64_t k = first_key; k < first_key + 5; ++k) b |= bit(k);
+    return b;
 }
 
-template <std::size_t N>
-Status read_fixed(Reader& v, ByteArray<N>& out) {
-    auto b = v.fixed_bytes<N>();
-    if (!b) return b.error();
-    out = *b;
-    return {};
-}
-
-Status read_u64(Reader& v, std::uint64_t& out, std::uint64_t max = kMaxTime) {
-    auto x = v.uint(0, max);
-    if (!x) return x.error();
-    out = *x;
-    return {};
-}
-
-// Adapts a Status-returning field reader to read_map's Result<bool>.
-Result<bool> handled(Status s) {
-    if (!s) return s.error();
-    return true;
-}
+}  // namespace
 
 void write_profile(MapBuilder& m, std::uint64_t first_key, const SubscriberProfile& p) {
     m.field(first_key).text(p.imsi.str());
@@ -82,19 +67,11 @@ Result<bool> read_profile_field(std::uint64_t key, std::uint64_t first_key, Read
     switch (key - first_key) {
         case 0: return handled(read_parsed(v, 15, p.imsi, Imsi::parse));
         case 1: return handled(read_fixed(v, p.amf));
-        case 2: return handled(read_u64(v, p.sqn, kMaxSqn));
+        case 2: return handled(cbor::read_u64(v, p.sqn, kMaxSqn));
         case 3: return handled(read_parsed(v, 6, p.plmn, Plmn::parse));
         default: return handled(read_parsed(v, NetworkName::kMaxLength, p.network_name, NetworkName::parse));
     }
 }
-
-std::uint64_t profile_bits(std::uint64_t first_key) {
-    std::uint64_t b = 0;
-    for (std::uint64_t k = first_key; k < first_key + 5; ++k) b |= bit(k);
-    return b;
-}
-
-}  // namespace
 
 Digest digest(ByteView data) {
     const auto h = crypto::sha512(data);
@@ -248,8 +225,8 @@ Result<AuthorisationToken> AuthorisationToken::decode(ByteView body) {
                     }
                     return true;
                 }
-                case 5: return handled(read_u64(v, t.not_before));
-                case 6: return handled(read_u64(v, t.not_after));
+                case 5: return handled(read_time(v, t.not_before));
+                case 6: return handled(read_time(v, t.not_after));
                 default: return false;
             }
         },
@@ -376,9 +353,9 @@ Result<CredentialBundle> CredentialBundle::decode(ByteView body) {
             case 0: return handled(check_version(v));
             case 1: return handled(read_fixed(v, b.id.bytes));
             case 2: return handled(read_fixed(v, b.device.bytes));
-            case 3: return handled(read_u64(v, b.epoch, UINT64_MAX));
-            case 9: return handled(read_u64(v, b.issued_at));
-            case 10: return handled(read_u64(v, b.not_after));
+            case 3: return handled(cbor::read_u64(v, b.epoch));
+            case 9: return handled(read_time(v, b.issued_at));
+            case 10: return handled(read_time(v, b.not_after));
             case 11: return handled(read_fixed(v, b.sealed));
             default: return false;
         }
@@ -426,8 +403,8 @@ Result<FieldAuthorisation> FieldAuthorisation::decode(ByteView body) {
             case 0: return handled(check_version(v));
             case 1: return handled(read_fixed(v, a.id.bytes));
             case 2: return handled(read_fixed(v, a.provisioner_key_hash));
-            case 8: return handled(read_u64(v, a.issued_at));
-            case 9: return handled(read_u64(v, a.not_after));
+            case 8: return handled(read_time(v, a.issued_at));
+            case 9: return handled(read_time(v, a.not_after));
             default: return false;
         }
     });
@@ -648,8 +625,8 @@ Result<OwnerCommand> OwnerCommand::decode(ByteView body) {
                 return true;
             }
             case 2: return handled(read_fixed(v, c.device.bytes));
-            case 3: return handled(read_u64(v, c.counter, UINT64_MAX));
-            case 4: return handled(read_u64(v, c.issued_at));
+            case 3: return handled(cbor::read_u64(v, c.counter));
+            case 4: return handled(read_time(v, c.issued_at));
             case 5: {
                 auto p = v.bytes(0, 512);
                 if (!p) return p.error();

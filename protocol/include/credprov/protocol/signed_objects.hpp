@@ -128,6 +128,12 @@ struct SubscriberProfile {
     friend bool operator==(const SubscriberProfile&, const SubscriberProfile&) = default;
 };
 
+// A profile as five consecutive map entries from first_key: IMSI, AMF, SQN,
+// PLMN, network name. read_profile_field returns false for keys outside them.
+void write_profile(cbor::MapBuilder& m, std::uint64_t first_key, const SubscriberProfile& p);
+[[nodiscard]] Result<bool> read_profile_field(std::uint64_t key, std::uint64_t first_key, cbor::Reader& v,
+                                              SubscriberProfile& p);
+
 struct CredentialBundle {
     BundleId id;
     DeviceId device;
