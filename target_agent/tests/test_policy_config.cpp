@@ -65,3 +65,9 @@ TEST_CASE("agent configuration: defaults, every key, and clear errors naming fil
     REQUIRE_FALSE(syntax.ok());
     CHECK(syntax.error().message.rfind("agent.toml:1", 0) == 0);
 }
+
+#include "credprov/agent/aka_check.hpp"
+
+TEST_CASE("the AKA self-check diagnostic passes on a correct Milenage") {
+    CHECK(credprov::agent::aka_self_check().ok());
+}

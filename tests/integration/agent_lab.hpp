@@ -84,7 +84,8 @@ struct AgentLab {
         AuthorisationToken t;
         t.provisioner_key = operator_side.provisioner.public_key;
         t.device = device;
-        t.operations = {Operation::deliver_sealed, Operation::query, Operation::deprovision};
+        t.operations = {Operation::deliver_sealed, Operation::query, Operation::deprovision, Operation::diagnose,
+                        Operation::reconfigure};
         t.not_before = static_cast<std::uint64_t>(std::time(nullptr)) - 60;
         t.not_after = t.not_before + 3600;
         ProvisionerSetup setup;

@@ -205,3 +205,37 @@ TEST_CASE("agentd: deprovisioning waits for local consent when configured, and c
     CHECK(contains(lab.status().out, "\"provisioned\":false"));
     CHECK_FALSE(std::filesystem::exists(consent));  // consumed
 }
+
+TEST_CASE("agentd: owner-signed diagnostics and reconfiguration") {
+    AgentLab lab;
+    auto agent = lab.start();
+    REQUIRE(lab.session(Operation::deliver_sealed).first.ok());
+    auto owner = [&](OwnerCommandKind kind, Bytes payload, std::uint64_t counter) {
+        OwnerCommand cmd;
+        cmd.kind = kind;
+        cmd.device = lab.device;
+        cmd.counter = counter;
+        cmd.issued_at = static_cast<std::uint64_t>(std::time(nullptr));
+        cmd.payload = std::move(payload);
+        return sign_owner_command(lab.operator_side.op.sign, cmd);
+    };
+    const std::vector<Diagnostic> all{Diagnostic::self_test, Diagnostic::store_check, Diagnostic::aka_self_check,
+                                      Diagnostic::transport_info};
+    DeviceSettings settings;
+    settings.label = "meter 42";
+    auto o = lab.session(Operation::query,
+                         {Request{Operation::diagnose, owner(OwnerCommandKind::diagnose, encode_diagnostics(all), 1)},
+                          Request{Operation::reconfigure, owner(OwnerCommandKind::reconfigure, settings.encode(), 2)},
+                          Request{Operation::query, std::nullopt}});
+    REQUIRE_MESSAGE(!o.more_error, o.more_error->message);
+    REQUIRE(o.more.size() == 3);
+    REQUIRE(o.more[0].diagnostics.size() == 4);
+    for (const auto& d : o.more[0].diagnostics) {
+        CAPTURE(d.detail);
+        CHECK(d.ok);
+    }
+    CHECK(contains(o.more[0].diagnostics[3].detail, "unix:"));
+    REQUIRE(o.more[2].info);
+    CHECK(o.more[2].info->settings.label == std::optional<std::string>("meter 42"));
+    CHECK(o.more[2].info->owner_counter == 2);
+}
