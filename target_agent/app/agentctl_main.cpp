@@ -4,6 +4,7 @@
 //   status         show identity, owner, credential and attempt state
 //   label          print the label (device id, setup code, QR) and write PNG/SVG
 //   wipe           delete the credential locally (keeps identity and counters)
+//   aka            answer an AKA challenge with the stored credential
 //
 // Commands that change the store take the same lock as credprov-agentd and
 // refuse while it runs. Output never contains private keys, K or OPc; only
@@ -25,6 +26,8 @@
 #include "credprov/agent/lifecycle.hpp"
 #include "credprov/agent/store.hpp"
 #include "credprov/agent/version.hpp"
+#include "credprov/aka/text_input.hpp"
+#include "credprov/aka/usim.hpp"
 
 namespace {
 
@@ -32,7 +35,8 @@ using namespace credprov;
 using namespace credprov::agent;
 
 // Exit codes, documented in target_agent/README.md.
-enum Exit : int { ok = 0, failure = 1, usage = 2, config = 3, store = 4, locked = 6, exists = 7 };
+enum Exit : int { ok = 0, failure = 1, usage = 2, config = 3, store = 4, locked = 6, exists = 7, sync_failure = 8,
+                  not_authentic = 9 };
 
 int fail(int code, const std::string& message) {
     std::fprintf(stderr, "credprov-agentctl: %s\n", message.c_str());
@@ -152,6 +156,43 @@ int cmd_wipe(const AgentConfig& cfg, bool yes) {
     return Exit::ok;
 }
 
+// The soft-USIM answering one AKA challenge with the stored credential.
+int cmd_aka(const AgentConfig& cfg, const std::string& rand_hex, const std::string& autn_hex, bool update) {
+    auto rand = aka::parse_rand(rand_hex);
+    if (!rand) return fail(Exit::usage, rand.error().message);
+    auto autn = aka::parse_autn(autn_hex);
+    if (!autn) return fail(Exit::usage, autn.error().message);
+    StoreLock lock;
+    if (update && !take_lock(cfg, lock)) {
+        return fail(Exit::locked, "credprov-agentd is running on this store; stop it first to --update-sqn");
+    }
+    auto st = Store::open(cfg.state_dir, cfg.effective_key_file());
+    if (!st) return fail(Exit::store, st.error().message);
+    const AgentState& s = st->state();
+    if (!s.record.credential || !s.k || !s.opc) return fail(Exit::failure, "the device holds no credential");
+    auto state = aka::UsimSqnState::from_bytes(s.usim.sqn_state);
+    if (!state) return fail(Exit::store, "stored SQN state: " + state.error().message);
+    const auto keys = aka::SubscriberKeys::from_k_and_opc(s.k->span(), s.opc->span());
+    auto result = aka::usim_authenticate(keys, *state, *rand, *autn);
+    if (!result) {
+        return fail(Exit::not_authentic, "AUTN does not verify: the network does not know this credential (MAC failure)");
+    }
+    if (const auto* sync = std::get_if<aka::SyncFailure>(&*result)) {
+        std::printf("AUTS %s\n", to_hex(sync->auts.bytes).c_str());
+        std::fprintf(stderr, "credprov-agentctl: SQN out of range: synchronisation failure, AUTS printed\n");
+        return Exit::sync_failure;
+    }
+    const auto& ok = std::get<aka::AkaSuccess>(*result);
+    std::printf("RES %s\nCK %s\nIK %s\n", to_hex(ok.res.span()).c_str(), to_hex(ok.ck.span()).c_str(),
+                to_hex(ok.ik.span()).c_str());
+    if (update) {
+        AgentState next = s.clone();
+        next.usim.sqn_state = ok.new_state.to_bytes();
+        if (auto c = st->commit(next); !c) return fail(Exit::store, c.error().message);
+    }
+    return Exit::ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -191,6 +232,13 @@ int main(int argc, char** argv) {
     auto* wipe = app.add_subcommand("wipe", "delete the credential locally (identity and counters stay)");
     bool yes = false;
     wipe->add_flag("--yes", yes, "confirm");
+
+    auto* akacmd = app.add_subcommand("aka", "answer an AKA challenge with the stored credential (soft-USIM)");
+    std::string rand_hex, autn_hex;
+    bool update_sqn = false;
+    akacmd->add_option("--rand", rand_hex, "RAND, 32 hex digits")->required();
+    akacmd->add_option("--autn", autn_hex, "AUTN, 32 hex digits")->required();
+    akacmd->add_flag("--update-sqn", update_sqn, "store the accepted SQN, as a USIM does (daemon must be stopped)");
 
     try {
         app.parse(argc, argv);
@@ -250,5 +298,6 @@ int main(int argc, char** argv) {
     if (*status) return cmd_status(cfg, json);
     if (*label) return cmd_label(cfg, png, svg, quiet);
     if (*wipe) return cmd_wipe(cfg, yes);
+    if (*akacmd) return cmd_aka(cfg, rand_hex, autn_hex, update_sqn);
     return Exit::usage;
 }

@@ -293,7 +293,7 @@ Status read_attempts(Reader& v, AttemptState& a) {
 Status read_usim(Reader& v, UsimState& u) {
     return read_inner_map(v, bit(1), "usim", [&](std::uint64_t key, Reader& f) -> Result<bool> {
         if (key != 1) return false;
-        return handled(read_u64(f, u.sqn_ms, kMaxSqn));
+        return handled(read_fixed(f, u.sqn_state));
     });
 }
 
@@ -381,7 +381,7 @@ SecretBytes encode_state(const AgentState& state) {
     }
     {
         MapBuilder u;
-        u.field(1).uint(state.usim.sqn_ms);
+        u.field(1).bytes(state.usim.sqn_state);
         m.field(kUsim).raw(u.finish());
     }
     return m.finish();

@@ -83,7 +83,8 @@ AgentState full_state() {
     s.k.emplace(std::span<const std::uint8_t, 16>(kb));
     s.opc.emplace(std::span<const std::uint8_t, 16>(ob));
     s.attempts = AttemptState{3, kNow - 5};
-    s.usim = UsimState{0x123456};
+    s.usim.sqn_state[0] = 0x12;
+    s.usim.sqn_state[191] = 0x56;
     return s;
 }
 
@@ -93,7 +94,7 @@ AgentState next_state(const AgentState& from, std::uint64_t n) {
     s.record.owner_counter += n;
     s.attempts.unconfirmed = static_cast<std::uint32_t>(n);
     s.attempts.last_attempt_unix = kNow + n;
-    s.usim.sqn_ms += n;
+    s.usim.sqn_state[5] = static_cast<std::uint8_t>(s.usim.sqn_state[5] + n);
     return s;
 }
 

@@ -68,7 +68,8 @@ struct AgentLab {
         std::vector<Response> more;  // answers to `more`, in order, until one failed
         std::optional<Error> more_error;
         std::optional<SignedObject> bundle;
-        Bytes k;
+        Bytes k;  // the credential the backend minted, for assertions
+        Bytes opc;
     };
 
     Outcome session(Operation op, std::vector<Request> more = {}, std::string use_code = {}) {
@@ -121,6 +122,7 @@ struct AgentLab {
             b.not_after = t.not_after;
             auto keys = SubscriberKeys::random();
             o.k.assign(keys.k.data(), keys.k.data() + 16);
+            o.opc.assign(keys.opc.data(), keys.opc.data() + 16);
             o.bundle = issue_bundle(operator_side.op.sign, operator_side.op.box, p.device_keys().box, b, keys).value();
             req.object = o.bundle;
         }

@@ -239,3 +239,54 @@ TEST_CASE("agentd: owner-signed diagnostics and reconfiguration") {
     CHECK(o.more[2].info->settings.label == std::optional<std::string>("meter 42"));
     CHECK(o.more[2].info->owner_counter == 2);
 }
+
+#include "credprov/aka/network.hpp"
+
+TEST_CASE("agentctl aka: the soft-USIM answers the network's challenge with the delivered credential") {
+    AgentLab lab;
+    AgentLab::Outcome o;
+    {
+        auto agent = lab.start();
+        o = lab.session(Operation::deliver_sealed);
+        REQUIRE(o.first.ok());
+        agent->signal(SIGTERM);
+        REQUIRE(agent->wait() == 0);
+    }
+    // The network side (what the backend's HSS does with the same K/OPc).
+    const auto keys = aka::SubscriberKeys::from_k_and_opc(std::span<const std::uint8_t, 16>(o.k.data(), 16),
+                                                          std::span<const std::uint8_t, 16>(o.opc.data(), 16));
+    aka::Rand rand;
+    crypto::random_bytes(rand.bytes);
+    aka::Amf amf;
+    amf.bytes = {0x80, 0x00};
+    const auto vec = aka::generate_vector(keys, aka::Sqn(64), amf, rand);
+    auto ctl = [&](std::vector<std::string> extra) {
+        std::vector<std::string> args{CREDPROV_AGENTCTL, "--state-dir", lab.state.string(), "aka", "--rand",
+                                      to_hex(rand.bytes), "--autn", to_hex(vec.autn.bytes)};
+        args.insert(args.end(), extra.begin(), extra.end());
+        return run_command(args);
+    };
+    auto first = ctl({"--update-sqn"});
+    REQUIRE(first.exit_code == 0);
+    CHECK(field_of(first.out, "RES") == to_hex(vec.xres.span()));
+    CHECK(field_of(first.out, "CK") == to_hex(vec.ck.span()));
+    // The same AUTN again is a replay: synchronisation failure with an AUTS
+    // from which the network recovers the USIM's SQN.
+    auto replay = ctl({});
+    REQUIRE(replay.exit_code == 8);
+    aka::Auts auts;
+    Bytes raw;
+    REQUIRE(from_hex(field_of(replay.out, "AUTS"), raw));
+    REQUIRE(raw.size() == aka::Auts::kBytes);
+    std::copy(raw.begin(), raw.end(), auts.bytes.begin());
+    auto sqn_ms = aka::resync(keys, rand, auts);
+    REQUIRE(sqn_ms.ok());
+    CHECK(sqn_ms->value() == 64);
+    // A challenge from a network that does not hold this K.
+    auto forged = vec.autn;
+    forged.bytes[15] ^= 1;
+    auto bad = run_command({CREDPROV_AGENTCTL, "--state-dir", lab.state.string(), "aka", "--rand", to_hex(rand.bytes),
+                            "--autn", to_hex(forged.bytes)});
+    CHECK(bad.exit_code == 9);
+    CHECK_FALSE(contains(bad.out, to_hex(o.k)));
+}

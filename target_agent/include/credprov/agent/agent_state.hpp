@@ -23,9 +23,12 @@ struct AttemptState {
     friend bool operator==(const AttemptState&, const AttemptState&) = default;
 };
 
-// The soft-USIM's sequence number state (TS 33.102 Annex C).
+// The soft-USIM's sequence number state (TS 33.102 Annex C): the highest
+// SEQ accepted per IND, as aka::UsimSqnState::to_bytes() writes it; all zero
+// for a fresh credential.
 struct UsimState {
-    std::uint64_t sqn_ms{0};  // highest SQN accepted
+    static constexpr std::size_t kBytes = 32 * 6;
+    ByteArray<kBytes> sqn_state{};
     friend bool operator==(const UsimState&, const UsimState&) = default;
 };
 
