@@ -15,11 +15,17 @@
 #include <vector>
 
 #include "credprov/protocol/codec.hpp"
+#include "credprov/protocol/codec_fields.hpp"
 #include "credprov/protocol/crypto.hpp"
 
 namespace credprov::agent {
 
 using cbor::bit;
+using cbor::handled;
+using cbor::read_bool;
+using cbor::read_fixed;
+using cbor::read_parsed;
+using cbor::read_u64;
 using cbor::MapBuilder;
 using cbor::Reader;
 using cbor::Writer;
@@ -123,48 +129,11 @@ Bytes encode_record(const DeviceRecord& r) {
 
 // ---- decoding -----------------------------------------------------------------
 
-Result<bool> handled(Status s) {
-    if (!s) return s.error();
-    return true;
-}
-
-template <std::size_t N>
-Status read_fixed(Reader& v, ByteArray<N>& out) {
-    auto b = v.fixed_bytes<N>();
-    if (!b) return b.error();
-    out = *b;
-    return {};
-}
-
 template <std::size_t N>
 Status read_secret(Reader& v, Secret<N>& out) {
     auto b = v.bytes(N, N);  // a view into the (secret) input: no copy
     if (!b) return b.error();
     std::memcpy(out.data(), b->data(), N);
-    return {};
-}
-
-Status read_u64(Reader& v, std::uint64_t& out, std::uint64_t max = std::numeric_limits<std::uint64_t>::max()) {
-    auto x = v.uint(0, max);
-    if (!x) return x.error();
-    out = *x;
-    return {};
-}
-
-Status read_bool(Reader& v, bool& out) {
-    auto b = v.boolean();
-    if (!b) return b.error();
-    out = *b;
-    return {};
-}
-
-template <class T, class Parse>
-Status read_parsed(Reader& v, std::size_t max_len, T& out, Parse parse) {
-    auto t = v.text(0, max_len);
-    if (!t) return t.error();
-    auto p = parse(*t);
-    if (!p) return p.error();
-    out = std::move(*p);
     return {};
 }
 
