@@ -87,8 +87,13 @@ TEST_CASE("agentd: provision, query and deprovision over a Unix socket; stop on 
 
 TEST_CASE("agentd: a wrong setup code is refused and counted; back-off survives a restart") {
     AgentLab lab;
+    // A long first wait, so that a slow machine cannot outlast it mid-test.
+    const auto config = lab.dir / "agent.toml";
     {
-        auto agent = lab.start();
+        std::ofstream(config) << "[backoff]\nfree_attempts = 5\nbase_s = 300\n";
+    }
+    {
+        auto agent = lab.start({"--config", config.string()});
         for (int i = 0; i < 6; ++i) {
             auto o = lab.session(Operation::query, {}, "0000000000");
             REQUIRE_FALSE(o.first.ok());
@@ -101,7 +106,7 @@ TEST_CASE("agentd: a wrong setup code is refused and counted; back-off survives 
         agent->signal(SIGKILL);
         agent->wait();
     }
-    auto agent = lab.start();
+    auto agent = lab.start({"--config", config.string()});
     auto o = lab.session(Operation::query);  // even with the right code: wait first
     REQUIRE_FALSE(o.first.ok());
     CHECK(o.first.error().code == ErrorCode::backoff);
