@@ -10,6 +10,7 @@
 // refuse while it runs. Output never contains private keys, K or OPc; only
 // `label` shows the setup code, because printing it is its purpose.
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -196,6 +197,9 @@ int cmd_aka(const AgentConfig& cfg, const std::string& rand_hex, const std::stri
 }  // namespace
 
 int main(int argc, char** argv) {
+    // `aka` and `wipe` hold K/OPc in memory: never in a core dump.
+    rlimit no_core{0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
     CLI::App app{"credprov-agentctl: local administration of a credprov device agent."};
     app.require_subcommand(1);
     std::string config_path;

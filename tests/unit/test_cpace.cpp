@@ -4,6 +4,8 @@
 // Test names carry the draft section they check.
 #include <doctest/doctest.h>
 
+#include "vector_file.hpp"
+
 #include <fstream>
 #include <map>
 #include <numeric>
@@ -17,29 +19,8 @@ namespace {
 
 #define DRAFT "draft-irtf-cfrg-cpace-21 "
 
-Bytes hex(std::string_view s) {
-    Bytes b;
-    REQUIRE(from_hex(s, b));
-    return b;
-}
-
-// "name: hex" lines; '#' comments and blank lines ignored.
 const std::map<std::string, Bytes>& vectors() {
-    static const std::map<std::string, Bytes> v = [] {
-        std::map<std::string, Bytes> out;
-        std::ifstream in(std::string(CREDPROV_TEST_VECTORS_DIR) + "/cpace_ristretto255_sha512.txt");
-        REQUIRE(in.good());
-        std::string line;
-        while (std::getline(in, line)) {
-            if (line.empty() || line[0] == '#') continue;
-            const auto colon = line.find(':');
-            REQUIRE(colon != std::string::npos);
-            const auto value_at = line.find_first_not_of(' ', colon + 1);
-            REQUIRE(value_at != std::string::npos);
-            out.emplace(line.substr(0, colon), hex(std::string_view(line).substr(value_at)));
-        }
-        return out;
-    }();
+    static const std::map<std::string, Bytes> v = credprov::testing::load_vector_file("cpace_ristretto255_sha512.txt");
     return v;
 }
 

@@ -5,6 +5,8 @@
 // the SQN freshness rules of Annex C. Test names carry the spec section.
 #include <doctest/doctest.h>
 
+#include "vector_file.hpp"
+
 #include <fstream>
 #include <map>
 #include <string>
@@ -20,12 +22,6 @@ using namespace credprov;
 using namespace credprov::aka;
 
 namespace {
-
-Bytes hex(std::string_view s) {
-    Bytes b;
-    REQUIRE(from_hex(s, b));
-    return b;
-}
 
 template <std::size_t N>
 std::span<const std::uint8_t, N> fixed(const Bytes& b) {
@@ -46,22 +42,7 @@ std::string hex_of(const InlineSecret<N>& s) {
     return to_hex(s.span());
 }
 
-// "name: hex" lines; '#' comments and blank lines ignored.
-std::map<std::string, Bytes> load(const std::string& file) {
-    std::map<std::string, Bytes> out;
-    std::ifstream in(std::string(CREDPROV_TEST_VECTORS_DIR) + "/" + file);
-    REQUIRE_MESSAGE(in.good(), "cannot open " << file);
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.empty() || line[0] == '#') continue;
-        const auto colon = line.find(':');
-        REQUIRE(colon != std::string::npos);
-        const auto value_at = line.find_first_not_of(' ', colon + 1);
-        REQUIRE(value_at != std::string::npos);
-        out.emplace(line.substr(0, colon), hex(std::string_view(line).substr(value_at)));
-    }
-    return out;
-}
+std::map<std::string, Bytes> load(const std::string& file) { return credprov::testing::load_vector_file(file); }
 
 const std::map<std::string, Bytes>& spec_file(const std::string& file) {
     static std::map<std::string, std::map<std::string, Bytes>> cache;
