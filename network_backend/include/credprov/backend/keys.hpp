@@ -1,0 +1,66 @@
+// The backend's long-term secrets on disk: the operator key (Ed25519 for
+// signing, X25519 for what devices seal to it), the provisioning root key
+// (which certifies operator keys and may stay offline) and the data key that
+// encrypts K and OPc at rest.
+//
+// Key files are created 0600 with O_EXCL, written to a temporary name,
+// fsynced and renamed; opening one refuses group/other permissions. A key
+// file may be passphrase-protected (Argon2id + XChaCha20-Poly1305). Nothing
+// here logs, and no error message carries key bytes or passphrases.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "credprov/protocol/crypto.hpp"
+#include "credprov/protocol/result.hpp"
+#include "credprov/protocol/secret.hpp"
+#include "credprov/protocol/signed_objects.hpp"
+
+namespace credprov::backend {
+
+// Seeds of one key pair (sign seed || box seed); the root uses only the first.
+struct KeySeeds {
+    Secret<32> sign;
+    Secret<32> box;
+    [[nodiscard]] static KeySeeds random();
+};
+
+// Writes a new key file; fails if `path` exists. An empty passphrase writes
+// it unencrypted (still 0600).
+[[nodiscard]] Status write_key_file(const std::filesystem::path& path, const KeySeeds& seeds,
+                                    std::string_view passphrase = {});
+[[nodiscard]] Result<KeySeeds> read_key_file(const std::filesystem::path& path, std::string_view passphrase = {});
+// Writes a small non-secret file atomically (certificates, public keys).
+[[nodiscard]] Status write_public_file(const std::filesystem::path& path, std::string_view content);
+[[nodiscard]] Result<std::string> read_text_file(const std::filesystem::path& path, std::size_t max_bytes = 1 << 16);
+
+// The operator's keys in memory.
+struct OperatorIdentity {
+    crypto::SigningKey sign;
+    crypto::BoxKey box;
+    std::string name;
+    std::optional<SignedObject> certificate;  // root-signed, when certified
+
+    [[nodiscard]] OperatorKeys public_keys() const;
+    [[nodiscard]] static OperatorIdentity from_seeds(const KeySeeds& seeds, std::string name);
+};
+
+// 32-byte key for K/OPc at rest: XChaCha20-Poly1305 with a random 24-byte
+// nonce per value and the IMSI as associated data.
+class DataKey {
+public:
+    [[nodiscard]] static Result<DataKey> load(const std::filesystem::path& path);
+    [[nodiscard]] static Status create(const std::filesystem::path& path);
+    [[nodiscard]] static DataKey random();  // tests
+
+    // hex(nonce || ciphertext of K || OPc)
+    [[nodiscard]] std::string seal(const std::string& imsi, const SubscriberKeys& keys) const;
+    [[nodiscard]] Result<SubscriberKeys> open(const std::string& imsi, const std::string& sealed_hex) const;
+
+private:
+    Secret<32> key_;
+};
+
+}  // namespace credprov::backend

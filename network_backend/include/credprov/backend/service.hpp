@@ -1,0 +1,166 @@
+// The backend's operations, independent of HTTP: identities and roles,
+// provisioner enrolment, authorisation tokens, two-phase registration
+// (sealed bundles and field pools), receipts, network-only deprovisioning,
+// AKA vectors and the attach check, and the audit log.
+//
+// Every state change runs in one database transaction together with its
+// audit entry; a failed request writes nothing but, for rejections of an
+// identified caller, an audit entry of its own. Every step is idempotent by
+// its id, so a client may retry after a lost response. Replies never carry
+// K or OPc (a sealed bundle carries them encrypted to the device), and no
+// message or log line carries a secret.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "credprov/backend/config.hpp"
+#include "credprov/backend/database.hpp"
+#include "credprov/backend/keys.hpp"
+#include "credprov/backend/metrics.hpp"
+#include "credprov/backend/request_auth.hpp"
+#include "credprov/protocol/identifiers.hpp"
+
+namespace credprov::backend {
+
+using json = nlohmann::json;
+
+enum class Role : std::uint8_t { admin, auditor, provisioner_manager, core_network };
+[[nodiscard]] std::string_view to_string(Role r) noexcept;
+[[nodiscard]] std::optional<Role> parse_role(std::string_view s) noexcept;
+
+struct Provisioner {
+    std::string id;
+    std::string name;
+    crypto::SignPublicKey key{};
+    std::vector<Operation> operations;
+    Bytes device_prefix;  // empty: any device
+    bool revoked{false};
+};
+
+// Who is asking. Admin-token callers carry a role; provisioners are
+// authenticated by request signature; devices on the network path are
+// anonymous (AKA itself authenticates them); the command line is local.
+struct Caller {
+    enum class Kind : std::uint8_t { anonymous, admin, provisioner, local };
+    Kind kind{Kind::anonymous};
+    std::string id;
+    Role role{Role::admin};
+    std::optional<Provisioner> provisioner;
+    std::string remote{"local"};
+    [[nodiscard]] std::string actor() const;
+};
+
+// An HTTP-shaped answer: a JSON body, or an RFC 9457 problem when status >= 400.
+struct Reply {
+    int status{200};
+    json body;
+    std::uint64_t retry_after_s{0};
+    [[nodiscard]] bool ok() const noexcept { return status < 400; }
+    [[nodiscard]] static Reply success(json body, int status = 200);
+    [[nodiscard]] static Reply problem(int status, std::string_view slug, std::string_view title, std::string detail);
+};
+
+struct OperatorKeyring {
+    OperatorIdentity current;
+    std::vector<OperatorIdentity> retired;  // still sign notices for devices they own
+    [[nodiscard]] const OperatorIdentity* find(const crypto::SignPublicKey& key) const;
+};
+
+struct SubscriberQuery {
+    std::string state, device, provisioner;
+    std::int64_t since{0}, until{0};
+    std::int64_t limit{50};
+    std::string cursor;  // the last IMSI of the previous page
+};
+
+class Service {
+public:
+    Service(BackendConfig config, Database& db, OperatorKeyring keys, DataKey data_key, Metrics& metrics,
+            std::function<std::uint64_t()> clock = {});
+
+    // ---- identities -----------------------------------------------------------
+    [[nodiscard]] Result<Caller> authenticate_admin(std::string_view bearer, const std::string& remote);
+    // Verifies the signature, the clock window and that the key is enrolled and not revoked.
+    [[nodiscard]] Result<Caller> authenticate_provisioner(std::string_view header, std::string_view method,
+                                                          std::string_view target, std::string_view body,
+                                                          const std::string& remote);
+    // Records a rejected authentication (audit and metrics).
+    void record_auth_failure(std::string_view kind, const std::string& remote, std::string_view detail);
+
+    [[nodiscard]] Reply create_admin_token(const Caller& c, const json& body);
+    [[nodiscard]] Reply list_admin_tokens(const Caller& c);
+    [[nodiscard]] Reply revoke_admin_token(const Caller& c, const std::string& id);
+
+    [[nodiscard]] Reply enrol_provisioner(const Caller& c, const json& body);
+    [[nodiscard]] Reply list_provisioners(const Caller& c);
+    [[nodiscard]] Reply get_provisioner(const Caller& c, const std::string& id);
+    [[nodiscard]] Reply revoke_provisioner(const Caller& c, const std::string& id, const json& body);
+
+    [[nodiscard]] Reply add_manufacturer(const Caller& c, const json& body);
+    [[nodiscard]] Reply list_manufacturers(const Caller& c);
+    [[nodiscard]] Reply import_inventory(const Caller& c, const json& body);
+
+    // ---- subscribers ----------------------------------------------------------
+    [[nodiscard]] Reply list_subscribers(const Caller& c, const SubscriberQuery& q);
+    [[nodiscard]] Reply get_subscriber(const Caller& c, const std::string& imsi);
+    [[nodiscard]] Reply get_device(const Caller& c, const std::string& device_id);
+    [[nodiscard]] Reply deprovision_device(const Caller& c, const std::string& device_id, const json& body);
+    [[nodiscard]] Reply device_notice(const Caller& c, const std::string& device_id);
+
+    // ---- provisioners ---------------------------------------------------------
+    [[nodiscard]] Reply issue_token(const Caller& c, const json& body);
+    [[nodiscard]] Reply mint_bundle(const Caller& c, const json& body);
+    [[nodiscard]] Reply submit_receipt(const Caller& c, const json& body);
+    [[nodiscard]] Reply reserve_field_pool(const Caller& c, const json& body);
+    [[nodiscard]] Reply return_field_pool(const Caller& c, const std::string& pool_id, const json& body);
+
+    // ---- AKA ------------------------------------------------------------------
+    [[nodiscard]] Reply vectors(const Caller& c, const std::string& imsi, const json& body);
+    [[nodiscard]] Reply resync(const Caller& c, const std::string& imsi, const json& body);
+    [[nodiscard]] Reply attach_challenge(const Caller& c, const json& body);
+    [[nodiscard]] Reply attach_response(const Caller& c, const json& body);
+
+    // ---- audit, status --------------------------------------------------------
+    [[nodiscard]] Reply audit_list(const Caller& c, std::int64_t after, std::int64_t limit);
+    [[nodiscard]] Reply audit_verify(const Caller& c);
+    [[nodiscard]] Reply operator_info() const;
+    [[nodiscard]] Reply health();
+    [[nodiscard]] std::vector<Metrics::Gauge> gauges();
+
+    // Expires pending subscribers, field authorisations and attach challenges
+    // past their time. Returns how many subscribers expired.
+    [[nodiscard]] Result<std::int64_t> sweep();
+
+    [[nodiscard]] std::uint64_t now() const { return clock_(); }
+    [[nodiscard]] const BackendConfig& config() const noexcept { return config_; }
+
+private:
+    Reply reject(const Caller& c, std::string_view action, const std::string& target, int status,
+                 std::string_view slug, std::string_view title, std::string detail);
+    Status audit(Connection& conn, const Caller& c, std::string_view action, const std::string& target,
+                 std::string_view outcome, const std::string& detail = {});
+    Reply storage_failure(const Error& e);
+    Result<std::string> allocate_imsi(Connection& conn);
+    Result<SubscriberKeys> new_subscriber_keys() const;
+    struct Vouched;
+    Result<Vouched> vouch_device(Connection& conn, const Caller& c, const json& device, std::string& refusal);
+
+    BackendConfig config_;
+    Database& db_;
+    OperatorKeyring keys_;
+    DataKey data_key_;
+    Metrics& metrics_;
+    std::function<std::uint64_t()> clock_;
+    std::optional<Secret<16>> op_;  // operator variant OP, when OPc is derived from it
+};
+
+// Reads the 16-byte OP from a 0600 file holding 32 hex digits.
+[[nodiscard]] Result<Secret<16>> load_op_file(const std::filesystem::path& path);
+
+}  // namespace credprov::backend

@@ -1,0 +1,392 @@
+// REST API wiring over cpp-httplib (see http_api.hpp).
+#include "credprov/backend/http_api.hpp"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <charconv>
+#include <mutex>
+#include <regex>
+#include <unordered_map>
+
+#include "embedded_migrations.hpp"
+
+namespace credprov::backend {
+
+std::string_view openapi_document() { return embedded::openapi_json(); }
+
+namespace {
+
+using Params = std::vector<std::string>;
+using Handler = std::function<Reply(Service&, const Caller&, const Params&, const json&, const httplib::Request&)>;
+
+struct Route {
+    RouteInfo info;
+    Handler handler;
+};
+
+constexpr Role kAdmin = Role::admin;
+constexpr Role kAuditor = Role::auditor;
+constexpr Role kManager = Role::provisioner_manager;
+constexpr Role kCore = Role::core_network;
+
+Access anyone() { return Access{true, false, {}}; }
+Access roles(std::vector<Role> r) { return Access{false, false, std::move(r)}; }
+Access provisioner() { return Access{false, true, {}}; }
+
+// Query parameters of a listing, each validated.
+bool query_int(const httplib::Request& req, const char* name, std::int64_t& out, std::string& error) {
+    if (!req.has_param(name)) return true;
+    const std::string v = req.get_param_value(name);
+    const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+    if (ec != std::errc{} || p != v.data() + v.size() || v.size() > 19) {
+        error = std::string("query parameter '") + name + "' must be an integer";
+        return false;
+    }
+    return true;
+}
+
+std::vector<Route> build_routes() {
+    std::vector<Route> r;
+    auto add = [&](std::string method, std::string path, Access access, Handler h) {
+        r.push_back(Route{RouteInfo{std::move(method), std::move(path), std::move(access)}, std::move(h)});
+    };
+    // ---- public ----
+    add("GET", "/healthz", anyone(), [](Service& s, const Caller&, const Params&, const json&, const httplib::Request&) {
+        return s.health();
+    });
+    add("GET", "/v1/operator", anyone(), [](Service& s, const Caller&, const Params&, const json&, const httplib::Request&) {
+        return s.operator_info();
+    });
+    // ---- admin tokens ----
+    add("POST", "/v1/admin/tokens", roles({kAdmin}),
+        [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.create_admin_token(c, b); });
+    add("GET", "/v1/admin/tokens", roles({kAdmin}),
+        [](Service& s, const Caller& c, const Params&, const json&, const httplib::Request&) { return s.list_admin_tokens(c); });
+    add("DELETE", "/v1/admin/tokens/{id}", roles({kAdmin}),
+        [](Service& s, const Caller& c, const Params& p, const json&, const httplib::Request&) { return s.revoke_admin_token(c, p[0]); });
+    // ---- provisioners, manufacturers, inventory ----
+    add("POST", "/v1/provisioners", roles({kAdmin, kManager}),
+        [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.enrol_provisioner(c, b); });
+    add("GET", "/v1/provisioners", roles({kAdmin, kManager, kAuditor}),
+        [](Service& s, const Caller& c, const Params&, const json&, const httplib::Request&) { return s.list_provisioners(c); });
+    add("GET", "/v1/provisioners/{id}", roles({kAdmin, kManager, kAuditor}),
+        [](Service& s, const Caller& c, const Params& p, const json&, const httplib::Request&) { return s.get_provisioner(c, p[0]); });
+    add("POST", "/v1/provisioners/{id}/revoke", roles({kAdmin, kManager}),
+        [](Service& s, const Caller& c, const Params& p, const json& b, const httplib::Request&) {
+            return s.revoke_provisioner(c, p[0], b);
+        });
+    add("POST", "/v1/manufacturers", roles({kAdmin}),
+        [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.add_manufacturer(c, b); });
+    add("GET", "/v1/manufacturers", roles({kAdmin, kManager, kAuditor}),
+        [](Service& s, const Caller& c, const Params&, const json&, const httplib::Request&) { return s.list_manufacturers(c); });
+    add("POST", "/v1/inventory", roles({kAdmin, kManager}),
+        [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.import_inventory(c, b); });
+    // ---- subscribers and devices ----
+    add("GET", "/v1/subscribers", roles({kAdmin, kManager, kAuditor}),
+        [](Service& s, const Caller& c, const Params&, const json&, const httplib::Request& req) {
+            SubscriberQuery q;
+            std::string error;
+            q.state = req.get_param_value("state");
+            q.device = req.get_param_value("device");
+            q.provisioner = req.get_param_value("provisioner");
+            q.cursor = req.get_param_value("cursor");
+            if (!query_int(req, "since", q.since, error) || !query_int(req, "until", q.until, error) ||
+                !query_int(req, "limit", q.limit, error)) {
+                return Reply::problem(400, "invalid-request", "The request is not valid", error);
+            }
+            return s.list_subscribers(c, q);
+        });
+    add("GET", "/v1/subscribers/{imsi}", roles({kAdmin, kManager, kAuditor}),
+        [](Service& s, const Caller& c, const Params& p, const json&, const httplib::Request&) { return s.get_subscriber(c, p[0]); });
+    add("POST", "/v1/subscribers/{imsi}/vectors", roles({kAdmin, kCore}),
+        [](Service& s, const Caller& c, const Params& p, const json& b, const httplib::Request&) { return s.vectors(c, p[0], b); });
+    add("POST", "/v1/subscribers/{imsi}/resync", roles({kAdmin, kCore}),
+        [](Service& s, const Caller& c, const Params& p, const json& b, const httplib::Request&) { return s.resync(c, p[0], b); });
+    add("GET", "/v1/devices/{device_id}", roles({kAdmin, kManager, kAuditor}),
+        [](Service& s, const Caller& c, const Params& p, const json&, const httplib::Request&) { return s.get_device(c, p[0]); });
+    add("POST", "/v1/devices/{device_id}/deprovision", Access{false, true, {kAdmin}},
+        [](Service& s, const Caller& c, const Params& p, const json& b, const httplib::Request&) {
+            return s.deprovision_device(c, p[0], b);
+        });
+    add("GET", "/v1/devices/{device_id}/notice", anyone(),
+        [](Service& s, const Caller& c, const Params& p, const json&, const httplib::Request&) { return s.device_notice(c, p[0]); });
+    // ---- provisioners' own calls ----
+    add("POST", "/v1/tokens", provisioner(),
+        [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.issue_token(c, b); });
+    add("POST", "/v1/bundles", provisioner(),
+        [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.mint_bundle(c, b); });
+    add("POST", "/v1/receipts", provisioner(),
+        [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.submit_receipt(c, b); });
+    add("POST", "/v1/field-pools", provisioner(),
+        [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.reserve_field_pool(c, b); });
+    add("POST", "/v1/field-pools/{pool_id}/return", provisioner(),
+        [](Service& s, const Caller& c, const Params& p, const json& b, const httplib::Request&) {
+            return s.return_field_pool(c, p[0], b);
+        });
+    // ---- the device's network path ----
+    add("POST", "/v1/attach/challenge", anyone(),
+        [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.attach_challenge(c, b); });
+    add("POST", "/v1/attach/response", anyone(),
+        [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.attach_response(c, b); });
+    // ---- audit ----
+    add("GET", "/v1/audit", roles({kAdmin, kAuditor}),
+        [](Service& s, const Caller& c, const Params&, const json&, const httplib::Request& req) {
+            std::int64_t after = 0, limit = 100;
+            std::string error;
+            if (!query_int(req, "after", after, error) || !query_int(req, "limit", limit, error)) {
+                return Reply::problem(400, "invalid-request", "The request is not valid", error);
+            }
+            return s.audit_list(c, after, limit);
+        });
+    add("GET", "/v1/audit/verify", roles({kAdmin, kAuditor}),
+        [](Service& s, const Caller& c, const Params&, const json&, const httplib::Request&) { return s.audit_verify(c); });
+    return r;
+}
+
+// Token bucket per identity (or peer address before authentication).
+class RateLimiter {
+public:
+    RateLimiter(double rate, double burst) : rate_(rate), burst_(burst) {}
+    // 0 when allowed, else seconds until a token is available.
+    std::uint64_t take(const std::string& key) {
+        const auto t = std::chrono::steady_clock::now();
+        std::lock_guard lock(m_);
+        if (buckets_.size() > 100000) buckets_.clear();  // bounded memory under address spraying
+        auto [it, fresh] = buckets_.try_emplace(key, Bucket{burst_, t});
+        Bucket& b = it->second;
+        if (!fresh) {
+            const double dt = std::chrono::duration<double>(t - b.last).count();
+            b.tokens = std::min(burst_, b.tokens + dt * rate_);
+            b.last = t;
+        }
+        if (b.tokens >= 1.0) {
+            b.tokens -= 1.0;
+            return 0;
+        }
+        return static_cast<std::uint64_t>((1.0 - b.tokens) / rate_) + 1;
+    }
+
+private:
+    struct Bucket {
+        double tokens;
+        std::chrono::steady_clock::time_point last;
+    };
+    double rate_, burst_;
+    std::mutex m_;
+    std::unordered_map<std::string, Bucket> buckets_;
+};
+
+std::string to_regex(const std::string& path) {
+    static const std::regex param(R"(\{[a-z_]+\})");
+    return std::regex_replace(path, param, "([^/]+)");
+}
+
+}  // namespace
+
+std::vector<RouteInfo> api_routes() {
+    std::vector<RouteInfo> out;
+    for (const auto& r : build_routes()) out.push_back(r.info);
+    out.push_back(RouteInfo{"GET", "/metrics", anyone()});
+    out.push_back(RouteInfo{"GET", "/openapi.json", anyone()});
+    return out;
+}
+
+struct ApiServer::Impl {
+    Service& service;
+    Metrics& metrics;
+    std::shared_ptr<spdlog::logger> log;
+    std::unique_ptr<httplib::Server> server;
+    RateLimiter per_identity;
+    RateLimiter per_address;
+    std::vector<Route> routes;
+
+    Impl(Service& s, Metrics& m, std::shared_ptr<spdlog::logger> l)
+        : service(s), metrics(m), log(std::move(l)),
+          per_identity(static_cast<double>(s.config().rate_per_second), static_cast<double>(s.config().rate_burst)),
+          per_address(4.0 * static_cast<double>(s.config().rate_per_second), 4.0 * static_cast<double>(s.config().rate_burst)),
+          routes(build_routes()) {}
+
+    void write(httplib::Response& res, const Reply& reply) {
+        res.status = reply.status;
+        if (reply.retry_after_s > 0) res.set_header("Retry-After", std::to_string(reply.retry_after_s));
+        res.set_header("Cache-Control", "no-store");
+        res.set_content(reply.body.dump(), reply.ok() ? "application/json" : "application/problem+json");
+    }
+
+    void finish(const httplib::Request& req, httplib::Response& res, const std::string& route, const std::string& actor,
+                std::chrono::steady_clock::time_point started) {
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        metrics.add("credprov_http_requests_total",
+                    labels({{"route", route}, {"method", req.method}, {"status", std::to_string(res.status)}}));
+        metrics.observe_latency(route, seconds);
+        if (log) {
+            const json line{{"msg", "request"},     {"method", req.method},     {"route", route},
+                            {"status", res.status}, {"ms", seconds * 1000.0},   {"actor", actor},
+                            {"remote", req.remote_addr}};
+            if (res.status >= 500) {
+                log->error(line.dump());
+            } else {
+                log->info(line.dump());
+            }
+        }
+    }
+
+    void handle(const Route& route, const httplib::Request& req, httplib::Response& res) {
+        const auto started = std::chrono::steady_clock::now();
+        Caller caller;
+        caller.remote = req.remote_addr;
+        auto done = [&](const Reply& reply) {
+            write(res, reply);
+            finish(req, res, route.info.path, caller.actor(), started);
+        };
+        if (auto wait = per_address.take("ip:" + req.remote_addr); wait > 0) {
+            metrics.add("credprov_rate_limited_total");
+            Reply r = Reply::problem(429, "rate-limited", "Too many requests", "slow down and retry after the indicated time");
+            r.retry_after_s = wait;
+            return done(r);
+        }
+        // ---- authentication ----
+        const std::string auth = req.get_header_value("Authorization");
+        const Access& access = route.info.access;
+        if (!access.anonymous) {
+            if (auth.starts_with("Bearer ") && !access.roles.empty()) {
+                auto c = service.authenticate_admin(std::string_view(auth).substr(7), req.remote_addr);
+                if (!c) {
+                    service.record_auth_failure("admin-token", req.remote_addr, c.error().message);
+                    return done(Reply::problem(401, "unauthenticated", "Authentication required", c.error().message));
+                }
+                caller = *c;
+                if (std::find(access.roles.begin(), access.roles.end(), caller.role) == access.roles.end()) {
+                    service.record_auth_failure("role", req.remote_addr,
+                                                "role " + std::string(to_string(caller.role)) + " on " + route.info.path);
+                    return done(Reply::problem(403, "forbidden", "Forbidden",
+                                               "role " + std::string(to_string(caller.role)) + " may not call this endpoint"));
+                }
+            } else if (auth.starts_with(std::string(kSignatureScheme) + " ") && access.provisioner) {
+                auto c = service.authenticate_provisioner(auth, req.method, req.target, req.body, req.remote_addr);
+                if (!c) {
+                    service.record_auth_failure("provisioner-signature", req.remote_addr, c.error().message);
+                    const int status = c.error().code == ErrorCode::not_authorised ? 403 : 401;
+                    return done(Reply::problem(status, status == 403 ? "forbidden" : "unauthenticated",
+                                               status == 403 ? "Forbidden" : "Authentication required", c.error().message));
+                }
+                caller = *c;
+            } else {
+                service.record_auth_failure("missing", req.remote_addr, "no usable Authorization on " + route.info.path);
+                std::string how = access.provisioner && access.roles.empty()
+                                      ? "sign the request as an enrolled provisioner (Credprov-Signature)"
+                                  : access.provisioner ? "use an admin bearer token or a provisioner signature"
+                                                       : "use an admin bearer token (Authorization: Bearer cpa_...)";
+                Reply r = Reply::problem(401, "unauthenticated", "Authentication required", how);
+                res.set_header("WWW-Authenticate", "Bearer");
+                return done(r);
+            }
+            const std::string key = caller.kind == Caller::Kind::admin ? "admin:" + caller.id : "provisioner:" + caller.id;
+            if (auto wait = per_identity.take(key); wait > 0) {
+                metrics.add("credprov_rate_limited_total");
+                Reply r = Reply::problem(429, "rate-limited", "Too many requests", "slow down and retry after the indicated time");
+                r.retry_after_s = wait;
+                return done(r);
+            }
+        }
+        // ---- body ----
+        json body = json::object();
+        if (req.method == "POST" && !req.body.empty()) {
+            const std::string type = req.get_header_value("Content-Type");
+            if (!type.starts_with("application/json")) {
+                return done(Reply::problem(415, "unsupported-media-type", "Unsupported media type",
+                                           "send the body as application/json"));
+            }
+            body = json::parse(req.body, nullptr, false);
+            if (body.is_discarded()) {
+                return done(Reply::problem(400, "malformed-json", "The body is not valid JSON", "the request body does not parse as JSON"));
+            }
+        }
+        Params params;
+        for (std::size_t i = 1; i < req.matches.size(); ++i) params.push_back(req.matches[i].str());
+        Reply reply;
+        try {
+            reply = route.handler(service, caller, params, body, req);
+        } catch (const std::exception&) {
+            // nlohmann or the standard library threw on something unexpected:
+            // refuse the request without echoing anything.
+            reply = Reply::problem(500, "internal", "Internal error", "the request could not be processed; nothing was changed");
+        }
+        if (reply.status == 503 && log) log->error(json{{"msg", "storage failure"}, {"route", route.info.path}}.dump());
+        done(reply);
+    }
+};
+
+ApiServer::ApiServer(Service& service, Metrics& metrics, std::shared_ptr<spdlog::logger> log)
+    : impl_(std::make_unique<Impl>(service, metrics, std::move(log))) {}
+
+ApiServer::~ApiServer() { stop(); }
+
+Status ApiServer::bind() {
+    const BackendConfig& cfg = impl_->service.config();
+    if (!cfg.tls_certificate.empty()) {
+        const auto cert = cfg.resolve(cfg.tls_certificate).string();
+        const auto key = cfg.resolve(cfg.tls_private_key).string();
+        auto ssl = std::make_unique<httplib::SSLServer>(cert.c_str(), key.c_str());
+        if (!ssl->is_valid()) {
+            return make_error(ErrorCode::io, "cannot load the TLS certificate or private key (" + cert + ", " + key + ")");
+        }
+        impl_->server = std::move(ssl);
+    } else {
+        impl_->server = std::make_unique<httplib::Server>();
+    }
+    httplib::Server& s = *impl_->server;
+    s.set_payload_max_length(cfg.max_body_bytes);
+    s.set_read_timeout(10, 0);
+    s.set_write_timeout(10, 0);
+    s.new_task_queue = [n = cfg.threads] { return new httplib::ThreadPool(n); };
+    Impl* impl = impl_.get();
+    for (const Route& route : impl->routes) {
+        const Route* rp = &route;
+        auto h = [impl, rp](const httplib::Request& req, httplib::Response& res) { impl->handle(*rp, req, res); };
+        const std::string pattern = to_regex(route.info.path);
+        if (route.info.method == "GET") s.Get(pattern, h);
+        else if (route.info.method == "POST") s.Post(pattern, h);
+        else if (route.info.method == "DELETE") s.Delete(pattern, h);
+    }
+    s.Get("/metrics", [impl](const httplib::Request& req, httplib::Response& res) {
+        const auto started = std::chrono::steady_clock::now();
+        res.status = 200;
+        res.set_content(impl->metrics.render(impl->service.gauges()), "text/plain; version=0.0.4; charset=utf-8");
+        impl->finish(req, res, "/metrics", "anonymous", started);
+    });
+    s.Get("/openapi.json", [impl](const httplib::Request& req, httplib::Response& res) {
+        const auto started = std::chrono::steady_clock::now();
+        res.status = 200;
+        res.set_content(std::string(openapi_document()), "application/json");
+        impl->finish(req, res, "/openapi.json", "anonymous", started);
+    });
+    // Whatever httplib answers by itself (unknown route, oversized body,
+    // bad request line) is a problem document too.
+    s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+        if (!res.body.empty()) return;
+        std::string slug = "http-" + std::to_string(res.status), detail = "the request was refused";
+        if (res.status == 404) slug = "not-found", detail = "no such endpoint; see /openapi.json";
+        if (res.status == 413) slug = "payload-too-large", detail = "the request body is larger than the server accepts";
+        if (res.status == 400) slug = "invalid-request", detail = "the HTTP request is malformed";
+        const Reply r = Reply::problem(res.status, slug, res.status == 413 ? "Payload too large" : "Request refused", detail);
+        res.set_content(r.body.dump(), "application/problem+json");
+    });
+    const int port = cfg.port == 0 ? s.bind_to_any_port(cfg.listen) : (s.bind_to_port(cfg.listen, cfg.port) ? cfg.port : -1);
+    if (port <= 0) {
+        return make_error(ErrorCode::io, "cannot listen on " + cfg.listen + ":" + std::to_string(cfg.port) +
+                                             " (address in use, or not an address of this host)");
+    }
+    port_ = port;
+    return {};
+}
+
+bool ApiServer::run() { return impl_->server && impl_->server->listen_after_bind(); }
+
+void ApiServer::stop() {
+    if (impl_ && impl_->server) impl_->server->stop();
+}
+
+}  // namespace credprov::backend

@@ -1,0 +1,280 @@
+// Service: what an HSS gives the core network (authentication vectors, SQN
+// resynchronisation) and the attach check on the device's network path.
+// XRES, CK and IK leave only towards the core network, which needs them;
+// the attach check keeps only a hash of XRES.
+#include "credprov/aka/network.hpp"
+#include "credprov/aka/sqn_scheme.hpp"
+#include "credprov/aka/text_input.hpp"
+#include "credprov/backend/service.hpp"
+#include "request_fields.hpp"
+#include "service_internal.hpp"
+
+namespace credprov::backend {
+
+using namespace detail;
+
+namespace {
+
+struct ActiveSubscriber {
+    std::string state;
+    std::string keys_enc;
+    std::string amf;
+    std::int64_t sqn{0};
+    std::string device_id;
+};
+
+Result<std::optional<ActiveSubscriber>> load_subscriber(Connection& conn, const std::string& imsi) {
+    auto rows = conn.query("SELECT state, keys_enc, amf, sqn, device_id FROM subscribers WHERE imsi = ?" +
+                               std::string(conn.for_update()),
+                           {imsi});
+    if (!rows) return rows.error();
+    if (rows->empty()) return std::optional<ActiveSubscriber>{};
+    const Row& r = rows->front();
+    return std::optional<ActiveSubscriber>(ActiveSubscriber{r.str(0), r.str(1), r.str(2), r.i64(3), r.str(4)});
+}
+
+std::string hex_of(const std::uint8_t* p, std::size_t n) { return to_hex(ByteView(p, n)); }
+
+}  // namespace
+
+Reply Service::vectors(const Caller& c, const std::string& imsi, const json& body) {
+    if (!Imsi::parse(imsi)) return bad_request("the IMSI must be 6 to 15 digits");
+    Fields f(body);
+    auto count = f.integer("count", 1, 5, false);
+    auto ind = f.integer("ind", 0, static_cast<std::int64_t>(aka::kIndSlots - 1), false);
+    if (!f.done()) return bad_request(f.error());
+    json list = json::array();
+    std::string refused;
+    bool found = true;
+    auto st = db_.transact([&](Connection& conn) -> Status {
+        list = json::array();
+        auto sub = load_subscriber(conn, imsi);
+        if (!sub) return sub.error();
+        if (!*sub) {
+            found = false;
+            return {};
+        }
+        if ((*sub)->state != "active") {
+            refused = "the subscriber is " + (*sub)->state + "; only an active subscriber authenticates";
+            return {};
+        }
+        auto keys = data_key_.open(imsi, (*sub)->keys_enc);
+        if (!keys) return keys.error();
+        const auto aka_keys = aka::SubscriberKeys::from_k_and_opc(aka::SubscriberKeys::KeyView(keys->k.data(), 16),
+                                                                  aka::SubscriberKeys::KeyView(keys->opc.data(), 16));
+        auto amf = aka::parse_amf((*sub)->amf);
+        if (!amf) return amf.error();
+        aka::Sqn sqn(static_cast<std::uint64_t>((*sub)->sqn));
+        for (std::int64_t i = 0; i < count.value_or(1); ++i) {
+            auto next = aka::next_sqn(sqn, static_cast<unsigned>(ind.value_or(0)));
+            if (!next) return next.error();
+            sqn = *next;
+            aka::Rand rand;
+            crypto::random_bytes(rand.bytes);
+            const aka::AuthVector v = aka::generate_vector(aka_keys, sqn, *amf, rand);
+            list.push_back({{"rand", to_hex(v.rand.bytes)},
+                            {"autn", to_hex(v.autn.bytes)},
+                            {"xres", hex_of(v.xres.data(), v.xres.size())},
+                            {"ck", hex_of(v.ck.data(), v.ck.size())},
+                            {"ik", hex_of(v.ik.data(), v.ik.size())},
+                            {"sqn", sqn.value()}});
+        }
+        auto upd = conn.exec("UPDATE subscribers SET sqn = ? WHERE imsi = ?", {static_cast<std::int64_t>(sqn.value()), imsi});
+        if (!upd) return upd.error();
+        return audit(conn, c, "aka.vectors", "imsi:" + imsi, "ok", std::to_string(list.size()) + " vectors");
+    });
+    if (!st) return storage_failure(st.error());
+    if (!found) return not_found("subscriber");
+    if (!refused.empty()) {
+        metrics_.add("credprov_auth_failures_total", labels({{"kind", "aka-not-active"}}));
+        return reject(c, "aka.vectors", "imsi:" + imsi, 409, "subscriber-not-active", "Conflict", refused);
+    }
+    metrics_.add("credprov_vectors_issued_total", {}, static_cast<double>(list.size()));
+    return Reply::success({{"imsi", imsi}, {"vectors", list}});
+}
+
+Reply Service::resync(const Caller& c, const std::string& imsi, const json& body) {
+    if (!Imsi::parse(imsi)) return bad_request("the IMSI must be 6 to 15 digits");
+    Fields f(body);
+    auto rand = f.hex<16>("rand");
+    auto auts = f.hex<14>("auts");
+    if (!f.done()) return bad_request(f.error());
+    bool found = true, bad_mac = false;
+    std::string refused;
+    std::uint64_t new_sqn = 0;
+    auto st = db_.transact([&](Connection& conn) -> Status {
+        auto sub = load_subscriber(conn, imsi);
+        if (!sub) return sub.error();
+        if (!*sub) {
+            found = false;
+            return {};
+        }
+        if ((*sub)->state != "active") {
+            refused = "the subscriber is " + (*sub)->state;
+            return {};
+        }
+        auto keys = data_key_.open(imsi, (*sub)->keys_enc);
+        if (!keys) return keys.error();
+        const auto aka_keys = aka::SubscriberKeys::from_k_and_opc(aka::SubscriberKeys::KeyView(keys->k.data(), 16),
+                                                                  aka::SubscriberKeys::KeyView(keys->opc.data(), 16));
+        auto ms = aka::resync(aka_keys, aka::Rand{*rand}, aka::Auts{*auts});
+        if (!ms) {
+            bad_mac = true;
+            return {};
+        }
+        new_sqn = ms->value();
+        auto upd = conn.exec("UPDATE subscribers SET sqn = ? WHERE imsi = ?", {static_cast<std::int64_t>(new_sqn), imsi});
+        if (!upd) return upd.error();
+        return audit(conn, c, "aka.resync", "imsi:" + imsi, "ok");
+    });
+    if (!st) return storage_failure(st.error());
+    if (!found) return not_found("subscriber");
+    if (!refused.empty()) return reject(c, "aka.resync", "imsi:" + imsi, 409, "subscriber-not-active", "Conflict", refused);
+    if (bad_mac) {
+        metrics_.add("credprov_auth_failures_total", labels({{"kind", "aka-resync"}}));
+        return reject(c, "aka.resync", "imsi:" + imsi, 422, "invalid-auts", "Resynchronisation refused",
+                      "MAC-S in AUTS does not verify for this subscriber and RAND");
+    }
+    return Reply::success({{"imsi", imsi}, {"sqn", new_sqn}});
+}
+
+// ---- attach check ------------------------------------------------------------------------
+
+Reply Service::attach_challenge(const Caller& c, const json& body) {
+    Fields f(body);
+    auto imsi = f.text("imsi", 6, 15);
+    if (!f.done()) return bad_request(f.error());
+    if (!Imsi::parse(*imsi)) return bad_request("field 'imsi' must be 6 to 15 digits");
+    json result;
+    bool found = true;
+    std::string refused;
+    auto st = db_.transact([&](Connection& conn) -> Status {
+        auto sub = load_subscriber(conn, *imsi);
+        if (!sub) return sub.error();
+        if (!*sub) {
+            found = false;
+            return {};
+        }
+        if ((*sub)->state == "deprovisioned") {
+            // The network path's answer for a deleted subscriber: the signed
+            // notice the device applies without a working attach.
+            auto dev = conn.query("SELECT notice, owner_counter FROM devices WHERE device_id = ?", {(*sub)->device_id});
+            if (!dev) return dev.error();
+            result = {{"verdict", "deprovisioned"}};
+            if (!dev->empty() && !dev->front().is_null(0)) {
+                result["notice"] = dev->front().str(0);
+                result["counter"] = dev->front().i64(1);
+            }
+            return audit(conn, c, "attach.challenge", "imsi:" + *imsi, "rejected:deprovisioned");
+        }
+        if ((*sub)->state != "active") {
+            refused = "the subscriber is " + (*sub)->state;
+            return {};
+        }
+        auto keys = data_key_.open(*imsi, (*sub)->keys_enc);
+        if (!keys) return keys.error();
+        const auto aka_keys = aka::SubscriberKeys::from_k_and_opc(aka::SubscriberKeys::KeyView(keys->k.data(), 16),
+                                                                  aka::SubscriberKeys::KeyView(keys->opc.data(), 16));
+        auto amf = aka::parse_amf((*sub)->amf);
+        if (!amf) return amf.error();
+        auto next = aka::next_sqn(aka::Sqn(static_cast<std::uint64_t>((*sub)->sqn)), 0);
+        if (!next) return next.error();
+        aka::Rand rand;
+        crypto::random_bytes(rand.bytes);
+        const aka::AuthVector v = aka::generate_vector(aka_keys, *next, *amf, rand);
+        const std::string id = random_id("ch_");
+        const auto t = static_cast<std::int64_t>(now());
+        auto ins = conn.exec("INSERT INTO attach_challenges (id, imsi, rand, xres_hash, expires_at, used) VALUES (?, ?, ?, ?, ?, 0)",
+                             {id, *imsi, to_hex(v.rand.bytes), to_hex(digest(ByteView(v.xres.data(), v.xres.size()))),
+                              t + static_cast<std::int64_t>(config_.challenge_ttl_s)});
+        if (!ins) return ins.error();
+        auto upd = conn.exec("UPDATE subscribers SET sqn = ? WHERE imsi = ?", {static_cast<std::int64_t>(next->value()), *imsi});
+        if (!upd) return upd.error();
+        result = {{"verdict", "challenge"},
+                  {"challenge_id", id},
+                  {"rand", to_hex(v.rand.bytes)},
+                  {"autn", to_hex(v.autn.bytes)},
+                  {"expires_at", t + static_cast<std::int64_t>(config_.challenge_ttl_s)}};
+        return {};
+    });
+    if (!st) return storage_failure(st.error());
+    if (!found) return not_found("subscriber");
+    if (!refused.empty()) return reject(c, "attach.challenge", "imsi:" + *imsi, 409, "subscriber-not-active", "Conflict", refused);
+    if (result["verdict"] == "deprovisioned") metrics_.add("credprov_attach_total", labels({{"verdict", "deprovisioned"}}));
+    return Reply::success(result);
+}
+
+Reply Service::attach_response(const Caller& c, const json& body) {
+    Fields f(body);
+    auto id = f.text("challenge_id", 1, 64);
+    auto res = f.hex_bytes("res", 4, 16, false);
+    auto auts = f.hex<14>("auts", false);
+    if (!f.done()) return bad_request(f.error());
+    if (res.has_value() == auts.has_value()) return bad_request("give exactly one of 'res' and 'auts'");
+    std::string verdict, refused, imsi;
+    std::uint64_t resynced = 0;
+    auto st = db_.transact([&](Connection& conn) -> Status {
+        auto rows = conn.query("SELECT imsi, rand, xres_hash, expires_at, used FROM attach_challenges WHERE id = ?" +
+                                   std::string(conn.for_update()),
+                               {*id});
+        if (!rows) return rows.error();
+        if (rows->empty()) {
+            refused = "unknown challenge";
+            return {};
+        }
+        const Row& r = rows->front();
+        imsi = r.str(0);
+        if (r.i64(4) != 0) {
+            refused = "the challenge was already answered";
+            return {};
+        }
+        if (r.i64(3) < static_cast<std::int64_t>(now())) {
+            refused = "the challenge expired";
+            return {};
+        }
+        auto used = conn.exec("UPDATE attach_challenges SET used = 1 WHERE id = ?", {*id});
+        if (!used) return used.error();
+        auto sub = load_subscriber(conn, imsi);
+        if (!sub) return sub.error();
+        if (!*sub || (*sub)->state != "active") {
+            verdict = "deprovisioned";
+        } else if (res) {
+            Bytes stored;
+            (void)from_hex(r.str(2), stored);
+            const Digest got = digest(*res);
+            verdict = ct_equal(got, stored) ? "attached" : "rejected";
+        } else {
+            auto keys = data_key_.open(imsi, (*sub)->keys_enc);
+            if (!keys) return keys.error();
+            const auto aka_keys = aka::SubscriberKeys::from_k_and_opc(aka::SubscriberKeys::KeyView(keys->k.data(), 16),
+                                                                      aka::SubscriberKeys::KeyView(keys->opc.data(), 16));
+            aka::Rand rand;
+            Bytes rb;
+            (void)from_hex(r.str(1), rb);
+            std::copy(rb.begin(), rb.end(), rand.bytes.begin());
+            auto ms = aka::resync(aka_keys, rand, aka::Auts{*auts});
+            if (!ms) {
+                verdict = "rejected";
+            } else {
+                resynced = ms->value();
+                verdict = "resynchronised";
+                auto upd = conn.exec("UPDATE subscribers SET sqn = ? WHERE imsi = ?", {static_cast<std::int64_t>(resynced), imsi});
+                if (!upd) return upd.error();
+            }
+        }
+        return audit(conn, c, "attach.response", "imsi:" + imsi, verdict == "attached" || verdict == "resynchronised"
+                                                                     ? "ok"
+                                                                     : "rejected:" + verdict);
+    });
+    if (!st) return storage_failure(st.error());
+    if (!refused.empty()) {
+        return reject(c, "attach.response", imsi.empty() ? "-" : "imsi:" + imsi, 409, "challenge-unusable", "Conflict", refused);
+    }
+    metrics_.add("credprov_attach_total", labels({{"verdict", verdict}}));
+    if (verdict == "rejected") metrics_.add("credprov_auth_failures_total", labels({{"kind", "aka-attach"}}));
+    json j{{"verdict", verdict}, {"imsi", imsi}};
+    if (verdict == "resynchronised") j["sqn"] = resynced;
+    return Reply::success(j);
+}
+
+}  // namespace credprov::backend

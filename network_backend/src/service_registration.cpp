@@ -1,0 +1,660 @@
+// Service: authorisation tokens, two-phase registration (sealed bundles and
+// field pools), receipts and network-only deprovisioning.
+#include <sodium.h>
+
+#include "credprov/aka/subscriber_keys.hpp"
+#include "credprov/backend/service.hpp"
+#include "request_fields.hpp"
+#include "service_internal.hpp"
+
+namespace credprov::backend {
+
+using namespace detail;
+
+Result<Secret<16>> load_op_file(const std::filesystem::path& path) {
+    auto text = read_text_file(path, 256);
+    if (!text) return text.error();
+    std::string hex;
+    for (const char ch : *text) {
+        if (!std::isspace(static_cast<unsigned char>(ch))) hex += ch;
+    }
+    Secret<16> op;
+    std::size_t len = 0;
+    const int rc = sodium_hex2bin(op.data(), 16, hex.data(), hex.size(), nullptr, &len, nullptr);
+    sodium_memzero(hex.data(), hex.size());
+    sodium_memzero(text->data(), text->size());
+    if (rc != 0 || len != 16) return make_error(ErrorCode::malformed, path.string() + " must hold OP as 32 hex digits");
+    if (std::filesystem::status(path).permissions() != std::filesystem::perms::owner_read &&
+        (std::filesystem::status(path).permissions() & (std::filesystem::perms::group_all | std::filesystem::perms::others_all)) !=
+            std::filesystem::perms::none) {
+        return make_error(ErrorCode::storage, path.string() + " is readable by group or others; chmod 600 it");
+    }
+    return op;
+}
+
+Result<SubscriberKeys> Service::new_subscriber_keys() const {
+    SubscriberKeys keys = SubscriberKeys::random();
+    if (op_) {
+        aka::derive_opc(aka::SubscriberKeys::KeyView(keys.k.data(), 16), aka::SubscriberKeys::KeyView(op_->data(), 16),
+                        std::span<std::uint8_t, 16>(keys.opc.data(), 16));
+    }
+    return keys;
+}
+
+Result<std::string> Service::allocate_imsi(Connection& conn) {
+    auto rows = conn.query("SELECT next_msin FROM imsi_allocator WHERE id = 1" + std::string(conn.for_update()));
+    if (!rows) return rows.error();
+    if (rows->empty()) return make_error(ErrorCode::storage, "the IMSI allocator row is missing");
+    const auto next = static_cast<std::uint64_t>(rows->front().i64(0));
+    const std::uint64_t msin = config_.msin_first + next;
+    if (msin > config_.msin_last) return make_error(ErrorCode::oversized, "the configured IMSI range is exhausted");
+    auto upd = conn.exec("UPDATE imsi_allocator SET next_msin = ? WHERE id = 1", {static_cast<std::int64_t>(next + 1)});
+    if (!upd) return upd.error();
+    std::string digits = std::to_string(msin);
+    const std::size_t width = 15 - config_.plmn.size();
+    return config_.plmn + std::string(width - digits.size(), '0') + digits;
+}
+
+struct Service::Vouched {
+    DeviceId id;
+    crypto::SignPublicKey identity{};
+    crypto::BoxPublicKey box{};
+    std::string vouched_by;
+    std::int64_t owner_counter{0};
+    std::string owner_key;
+};
+
+// The backend mints a subscriber only for a device it can vouch for: an
+// inventory entry an admin imported, or an attestation by a known
+// manufacturer. `refusal` is set (and no error returned) when it cannot.
+Result<Service::Vouched> Service::vouch_device(Connection& conn, const Caller&, const json& device, std::string& refusal) {
+    Fields f(device);
+    auto id = f.device_id("device_id");
+    auto identity = f.hex<32>("identity_key");
+    auto box = f.hex<32>("box_key");
+    auto box_sig = f.hex<64>("box_signature");
+    auto attestation = f.signed_object("attestation", false);
+    if (!f.done()) return make_error(ErrorCode::malformed, f.error());
+    if (DeviceId::from_public_key(*identity) != *id) {
+        return make_error(ErrorCode::malformed, "the device id is not the hash of the identity key");
+    }
+    if (!verify_box_key(*identity, *box, *box_sig)) {
+        return make_error(ErrorCode::malformed, "the box key is not signed by the identity key");
+    }
+    Vouched v{*id, *identity, *box, {}, 0, {}};
+    auto rows = conn.query("SELECT identity_key, box_key, vouched_by, owner_counter, owner_key FROM devices WHERE "
+                           "device_id = ?" + std::string(conn.for_update()),
+                           {id->to_string()});
+    if (!rows) return rows.error();
+    if (!rows->empty()) {
+        const Row& r = rows->front();
+        if (r.str(0) != to_hex(*identity) || r.str(1) != to_hex(*box)) {
+            refusal = "the device is known with other keys";
+            return v;
+        }
+        v.vouched_by = r.str(2);
+        v.owner_counter = r.i64(3);
+        v.owner_key = r.str(4);
+        return v;
+    }
+    if (!attestation) {
+        refusal = "the device is not in the inventory and brings no manufacturer attestation";
+        return v;
+    }
+    auto claimed = DeviceAttestation::decode(attestation->body);
+    if (!claimed) {
+        refusal = "the attestation does not decode";
+        return v;
+    }
+    auto m = conn.query("SELECT public_key FROM manufacturers WHERE name = ?", {claimed->manufacturer});
+    if (!m) return m.error();
+    crypto::SignPublicKey mk{};
+    if (m->empty() || !key_from_hex(m->front().str(0), mk)) {
+        refusal = "the attestation names an unknown manufacturer";
+        return v;
+    }
+    if (!verify_attestation(*attestation, mk, *identity, *box)) {
+        refusal = "the attestation does not verify for this device's keys";
+        return v;
+    }
+    v.vouched_by = "manufacturer:" + claimed->manufacturer;
+    auto ins = conn.exec("INSERT INTO devices (device_id, identity_key, box_key, vouched_by, owner_counter, created_at) "
+                         "VALUES (?, ?, ?, ?, 0, ?)",
+                         {id->to_string(), to_hex(*identity), to_hex(*box), v.vouched_by, static_cast<std::int64_t>(now())});
+    if (!ins) return ins.error();
+    return v;
+}
+
+// ---- tokens ---------------------------------------------------------------------------
+
+Reply Service::issue_token(const Caller& c, const json& body) {
+    const Provisioner& p = *c.provisioner;
+    Fields f(body);
+    auto device = f.device_id("device_id", false);
+    auto prefix = f.hex_bytes("device_prefix", 1, DeviceId::kBytes, false);
+    auto ops = f.operations("operations");
+    auto ttl = f.integer("ttl_s", 10, static_cast<std::int64_t>(config_.token_max_ttl_s), false);
+    if (!f.done()) return bad_request(f.error());
+    if (device.has_value() == prefix.has_value()) return bad_request("give exactly one of 'device_id' and 'device_prefix'");
+    for (Operation op : *ops) {
+        if (std::find(p.operations.begin(), p.operations.end(), op) == p.operations.end()) {
+            return reject(c, "token.issue", "provisioner:" + p.id, 403, "operation-not-enrolled", "Forbidden",
+                          "the provisioner is not enrolled for operation " + std::string(to_string(op)));
+        }
+    }
+    if (device && !fits_prefix(p, *device)) {
+        return reject(c, "token.issue", "device:" + device->to_string(), 403, "device-not-covered", "Forbidden",
+                      "the device is outside the provisioner's enrolled device prefix");
+    }
+    if (prefix && !p.device_prefix.empty() &&
+        (prefix->size() < p.device_prefix.size() || !std::equal(p.device_prefix.begin(), p.device_prefix.end(), prefix->begin()))) {
+        return reject(c, "token.issue", "prefix:" + to_hex(*prefix), 403, "device-not-covered", "Forbidden",
+                      "the prefix is wider than the provisioner's enrolled device prefix");
+    }
+    AuthorisationToken t;
+    t.provisioner_key = p.key;
+    t.device = device;
+    if (prefix) t.device_prefix = *prefix;
+    t.operations = *ops;
+    t.not_before = now();
+    t.not_after = t.not_before + static_cast<std::uint64_t>(ttl.value_or(static_cast<std::int64_t>(config_.token_max_ttl_s)));
+    const SignedObject token = credprov::issue_token(keys_.current.sign, t);
+    const std::string target = device ? "device:" + device->to_string() : "prefix:" + to_hex(*prefix);
+    auto st = db_.transact([&](Connection& conn) {
+        return audit(conn, c, "token.issue", target, "ok", "operations " + operations_text(*ops));
+    });
+    if (!st) return storage_failure(st.error());
+    json j{{"token", base64_encode(token.encode())},
+           {"not_before", t.not_before},
+           {"not_after", t.not_after},
+           {"operations", operations_json(*ops)}};
+    j["operator_certificate"] =
+        keys_.current.certificate ? json(base64_encode(keys_.current.certificate->encode())) : json(nullptr);
+    return Reply::success(j, 201);
+}
+
+// ---- sealed bundles ------------------------------------------------------------------------
+
+Reply Service::mint_bundle(const Caller& c, const json& body) {
+    const Provisioner& p = *c.provisioner;
+    if (std::find(p.operations.begin(), p.operations.end(), Operation::deliver_sealed) == p.operations.end()) {
+        return reject(c, "bundle.mint", "provisioner:" + p.id, 403, "operation-not-enrolled", "Forbidden",
+                      "the provisioner is not enrolled for deliver-sealed");
+    }
+    Fields f(body);
+    const json* device = f.get("device", true);
+    if (!f.done()) return bad_request(f.error());
+    std::string refusal, conflict, bad;
+    json result;
+    int status = 201;
+    std::string target;
+    auto st = db_.transact([&](Connection& conn) -> Status {
+        auto v = vouch_device(conn, c, *device, refusal);
+        if (!v) {
+            if (v.error().code == ErrorCode::malformed) {
+                bad = "field 'device': " + v.error().message;
+                return v.error();
+            }
+            return v.error();
+        }
+        target = "device:" + v->id.to_string();
+        if (!refusal.empty()) return make_error(ErrorCode::not_authorised, refusal);
+        if (!fits_prefix(p, v->id)) {
+            refusal = "the device is outside the provisioner's enrolled device prefix";
+            return make_error(ErrorCode::not_authorised, refusal);
+        }
+        const auto t = static_cast<std::int64_t>(now());
+        auto live = conn.query("SELECT imsi, state, signed_object, object_id, expires_at FROM subscribers WHERE device_id = ? "
+                               "AND state IN ('pending', 'active')",
+                               {v->id.to_string()});
+        if (!live) return live.error();
+        for (const Row& r : *live) {
+            if (r.str(1) == "active") {
+                conflict = "the device already holds an active subscription; deprovision it first";
+                return make_error(ErrorCode::already_provisioned, conflict);
+            }
+            if (r.i64(4) >= t) {
+                // Idempotent: the pending bundle is returned again, byte for byte.
+                status = 200;
+                result = {{"imsi", r.str(0)}, {"object_id", r.str(3)}, {"bundle", r.str(2)}, {"expires_at", r.i64(4)}};
+                return {};
+            }
+        }
+        auto imsi = allocate_imsi(conn);
+        if (!imsi) {
+            if (imsi.error().code == ErrorCode::oversized) conflict = imsi.error().message;
+            return imsi.error();
+        }
+        auto keys = new_subscriber_keys();
+        if (!keys) return keys.error();
+        CredentialBundle b;
+        b.id = BundleId::random();
+        b.device = v->id;
+        b.epoch = static_cast<std::uint64_t>(v->owner_counter) + 1;
+        b.profile.imsi = *Imsi::parse(*imsi);
+        Bytes amf;
+        (void)from_hex(config_.amf_hex, amf);
+        b.profile.amf = {amf[0], amf[1]};
+        b.profile.sqn = 0;
+        b.profile.plmn = *Plmn::parse(config_.plmn);
+        b.profile.network_name = *NetworkName::parse(config_.network_name);
+        b.issued_at = static_cast<std::uint64_t>(t);
+        b.not_after = static_cast<std::uint64_t>(t) + config_.bundle_ttl_s;
+        auto signed_bundle = credprov::issue_bundle(keys_.current.sign, keys_.current.box, v->box, b, *keys);
+        if (!signed_bundle) return signed_bundle.error();
+        const std::string encoded = base64_encode(signed_bundle->encode());
+        const std::int64_t expires = t + static_cast<std::int64_t>(config_.pending_ttl_s);
+        auto ins = conn.exec(
+            "INSERT INTO subscribers (imsi, device_id, state, mode, object_id, object_hash, signed_object, provisioner_id, "
+            "keys_enc, amf, sqn, epoch, created_at, expires_at) VALUES (?, ?, 'pending', 'sealed', ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+            {*imsi, v->id.to_string(), b.id.to_string(), to_hex(signed_bundle->hash()), encoded, p.id,
+             data_key_.seal(*imsi, *keys), config_.amf_hex, static_cast<std::int64_t>(b.epoch), t, expires});
+        if (!ins) return ins.error();
+        if (auto a = audit(conn, c, "subscriber.mint", "imsi:" + *imsi, "ok",
+                           "sealed bundle " + b.id.to_string() + " for device " + v->id.to_string() + " (" + v->vouched_by + ")");
+            !a) {
+            return a;
+        }
+        result = {{"imsi", *imsi}, {"object_id", b.id.to_string()}, {"bundle", encoded}, {"expires_at", expires}};
+        return {};
+    });
+    if (!bad.empty()) return bad_request(bad);
+    if (!refusal.empty()) {
+        return reject(c, "bundle.mint", target, 403, "device-not-vouched", "Forbidden", refusal);
+    }
+    if (!conflict.empty()) return reject(c, "bundle.mint", target, 409, "conflict", "Conflict", conflict);
+    if (!st) return storage_failure(st.error());
+    if (status == 201) metrics_.add("credprov_bundles_issued_total");
+    return Reply::success(result, status);
+}
+
+// ---- receipts --------------------------------------------------------------------------------
+
+Reply Service::submit_receipt(const Caller& c, const json& body) {
+    const Provisioner& p = *c.provisioner;
+    Fields f(body);
+    auto object_id = f.hex<16>("object_id");
+    auto raw = f.base64("receipt", 512);
+    const json* device = f.get("device", false);
+    if (!f.done()) return bad_request(f.error());
+    auto receipt = Receipt::decode(*raw);
+    if (!receipt) return bad_request("field 'receipt' is not a credprov receipt");
+    if (receipt->object_id.bytes != *object_id) return bad_request("the receipt is for another object");
+    const std::string oid = to_hex(*object_id);
+    const std::string receipt_b64 = base64_encode(*raw);
+    const Digest pkh = digest(p.key);
+    const auto t = static_cast<std::int64_t>(now());
+
+    enum class Outcome { none, activated, same, rejected_by_device };
+    Outcome outcome = Outcome::none;
+    int fail_status = 0;
+    std::string slug, detail, target = "object:" + oid, mode;
+    bool alarm = false;
+    json result;
+    auto refuse = [&](int s, std::string sl, std::string d) -> Status {
+        fail_status = s;
+        slug = std::move(sl);
+        detail = std::move(d);
+        return make_error(ErrorCode::bad_state, detail);
+    };
+    auto st = db_.transact([&](Connection& conn) -> Status {
+        auto sub = conn.query("SELECT imsi, device_id, state, mode, object_hash, expires_at, receipt FROM subscribers "
+                              "WHERE object_id = ?" + std::string(conn.for_update()),
+                              {oid});
+        if (!sub) return sub.error();
+        auto fa = conn.query("SELECT imsi, state, provisioner_id, object_hash, not_after, signed_object FROM "
+                             "field_authorisations WHERE id = ?" + std::string(conn.for_update()),
+                             {oid});
+        if (!fa) return fa.error();
+        if (sub->empty() && fa->empty()) return refuse(404, "not-found", "no bundle or field authorisation has this id");
+
+        if (!fa->empty()) {
+            // ---- field mode ----
+            mode = "field";
+            const Row& a = fa->front();
+            const std::string imsi = a.str(0);
+            target = "imsi:" + imsi;
+            if (a.str(2) != p.id) return refuse(403, "not-your-authorisation", "the field authorisation belongs to another provisioner");
+            if (a.str(1) == "used") {
+                if (!sub->empty() && sub->front().str(6) == receipt_b64) {
+                    outcome = Outcome::same;
+                    result = {{"imsi", imsi}, {"state", sub->front().str(2)}, {"mode", "field"}, {"device_id", sub->front().str(1)}};
+                    return {};
+                }
+                alarm = true;
+                return refuse(409, "field-authorisation-used",
+                              "this field authorisation was already activated; a second receipt changes nothing and was reported");
+            }
+            if (a.str(1) != "reserved") return refuse(409, "field-authorisation-" + a.str(1), "the field authorisation is " + a.str(1));
+            if (a.i64(4) < t) return refuse(410, "expired", "the field authorisation has expired");
+            if (device == nullptr) return refuse(400, "invalid-request", "field 'device' is required for a field-mode receipt");
+            std::string refusal;
+            auto v = vouch_device(conn, c, *device, refusal);
+            if (!v) {
+                if (v.error().code == ErrorCode::malformed) return refuse(400, "invalid-request", "field 'device': " + v.error().message);
+                return v.error();
+            }
+            if (!refusal.empty()) return refuse(403, "device-not-vouched", refusal);
+            Digest object_hash{};
+            (void)key_from_hex(a.str(3), object_hash);
+            if (!verify_receipt(*receipt, v->identity, v->id, object_hash, pkh)) {
+                return refuse(422, "invalid-receipt", "the receipt does not verify for this device, authorisation and provisioner");
+            }
+            if (receipt->result != ReceiptResult::committed) {
+                outcome = Outcome::rejected_by_device;
+                return {};
+            }
+            if (!receipt->field_keys || !receipt->field_salt) {
+                return refuse(422, "invalid-receipt", "a field-mode receipt must carry the sealed keys");
+            }
+            auto live = conn.query("SELECT imsi FROM subscribers WHERE device_id = ? AND state IN ('pending', 'active')",
+                                   {v->id.to_string()});
+            if (!live) return live.error();
+            if (!live->empty()) return refuse(409, "conflict", "the device already holds a subscription; deprovision it first");
+            ReceiptContent content;
+            content.device = v->id;
+            content.object_id = receipt->object_id;
+            content.object_hash = object_hash;
+            content.provisioner_key_hash = pkh;
+            content.result = receipt->result;
+            content.field_salt = receipt->field_salt;
+            auto keys = open_keys(context::seal_field, keys_.current.box, keys_.current.box.public_key, v->box,
+                                  content.encode_header(), *receipt->field_keys);
+            if (!keys) return refuse(422, "invalid-receipt", "the sealed keys in the receipt do not open");
+            auto ins = conn.exec(
+                "INSERT INTO subscribers (imsi, device_id, state, mode, object_id, object_hash, signed_object, provisioner_id, "
+                "keys_enc, amf, sqn, epoch, created_at, activated_at, receipt) VALUES (?, ?, 'active', 'field', ?, ?, ?, ?, ?, "
+                "?, 0, 0, ?, ?, ?)",
+                {imsi, v->id.to_string(), oid, a.str(3), a.str(5), p.id, data_key_.seal(imsi, *keys), config_.amf_hex, t, t,
+                 receipt_b64});
+            if (!ins) return ins.error();
+            auto upd = conn.exec("UPDATE field_authorisations SET state = 'used' WHERE id = ? AND state = 'reserved'", {oid});
+            if (!upd) return upd.error();
+            auto own = conn.exec("UPDATE devices SET owner_key = ? WHERE device_id = ?",
+                                 {to_hex(keys_.current.sign.public_key), v->id.to_string()});
+            if (!own) return own.error();
+            if (auto au = audit(conn, c, "subscriber.activate", target, "ok", "field receipt from device " + v->id.to_string()); !au) {
+                return au;
+            }
+            outcome = Outcome::activated;
+            result = {{"imsi", imsi}, {"state", "active"}, {"mode", "field"}, {"device_id", v->id.to_string()}};
+            return {};
+        }
+
+        // ---- sealed mode ----
+        mode = "sealed";
+        const Row& s = sub->front();
+        const std::string imsi = s.str(0);
+        target = "imsi:" + imsi;
+        const std::string state = s.str(2);
+        auto dev = conn.query("SELECT identity_key FROM devices WHERE device_id = ?", {s.str(1)});
+        if (!dev) return dev.error();
+        crypto::SignPublicKey identity{};
+        if (dev->empty() || !key_from_hex(dev->front().str(0), identity)) {
+            return make_error(ErrorCode::storage, "the device row of a subscriber is missing");
+        }
+        auto device_id = DeviceId::parse(s.str(1));
+        Digest object_hash{};
+        (void)key_from_hex(s.str(4), object_hash);
+        const bool valid = device_id && verify_receipt(*receipt, identity, *device_id, object_hash, pkh).ok();
+        if (state == "active") {
+            if (s.str(6) == receipt_b64 || (valid && receipt->result == ReceiptResult::committed)) {
+                outcome = Outcome::same;
+                result = {{"imsi", imsi}, {"state", "active"}, {"mode", "sealed"}, {"device_id", s.str(1)}};
+                return {};
+            }
+            return refuse(422, "invalid-receipt", "the receipt does not verify for this device, bundle and provisioner");
+        }
+        if (state != "pending") return refuse(409, "subscriber-" + state, "the subscriber is " + state);
+        if (s.i64(5) < t) return refuse(410, "expired", "the pending subscriber expired before the receipt arrived");
+        if (!valid) return refuse(422, "invalid-receipt", "the receipt does not verify for this device, bundle and provisioner");
+        if (receipt->result != ReceiptResult::committed) {
+            outcome = Outcome::rejected_by_device;
+            return {};
+        }
+        auto upd = conn.exec("UPDATE subscribers SET state = 'active', activated_at = ?, expires_at = NULL, receipt = ? "
+                             "WHERE imsi = ? AND state = 'pending'",
+                             {t, receipt_b64, imsi});
+        if (!upd) return upd.error();
+        auto own = conn.exec("UPDATE devices SET owner_key = ? WHERE device_id = ?",
+                             {to_hex(keys_.current.sign.public_key), s.str(1)});
+        if (!own) return own.error();
+        if (auto au = audit(conn, c, "subscriber.activate", target, "ok", "sealed receipt for bundle " + oid); !au) return au;
+        outcome = Outcome::activated;
+        result = {{"imsi", imsi}, {"state", "active"}, {"mode", "sealed"}, {"device_id", s.str(1)}};
+        return {};
+    });
+    if (fail_status != 0) {
+        if (alarm) metrics_.add("credprov_field_alarms_total");
+        if (fail_status == 400) return bad_request(detail);
+        if (fail_status == 404) return not_found("bundle or field authorisation");
+        return reject(c, alarm ? "field.second-receipt" : "receipt.submit", target, fail_status, slug,
+                      fail_status == 403 ? "Forbidden" : fail_status == 410 ? "Gone" : "Receipt refused", detail);
+    }
+    if (!st) return storage_failure(st.error());
+    if (outcome == Outcome::rejected_by_device) {
+        return reject(c, "receipt.submit", target, 409, "device-rejected", "The device rejected the delivery",
+                      "the device reports that it did not commit the credential; the subscriber stays as it was");
+    }
+    if (outcome == Outcome::activated) metrics_.add("credprov_registrations_total", labels({{"mode", mode}}));
+    return Reply::success(result);
+}
+
+// ---- field pools -----------------------------------------------------------------------------
+
+Reply Service::reserve_field_pool(const Caller& c, const json& body) {
+    const Provisioner& p = *c.provisioner;
+    if (std::find(p.operations.begin(), p.operations.end(), Operation::deliver_field) == p.operations.end()) {
+        return reject(c, "field.reserve", "provisioner:" + p.id, 403, "operation-not-enrolled", "Forbidden",
+                      "the provisioner is not enrolled for deliver-field");
+    }
+    Fields f(body);
+    auto request_id = f.text("request_id", 1, 64);
+    auto count = f.integer("count", 1, static_cast<std::int64_t>(config_.field_pool_max));
+    if (!f.done()) return bad_request(f.error());
+    json result;
+    int status = 201;
+    std::string conflict;
+    auto st = db_.transact([&](Connection& conn) -> Status {
+        auto pool = conn.query("SELECT id FROM field_pools WHERE provisioner_id = ? AND request_id = ?", {p.id, *request_id});
+        if (!pool) return pool.error();
+        std::string pool_id;
+        if (!pool->empty()) {
+            status = 200;  // the same request again: the same pool
+            pool_id = pool->front().str(0);
+        } else {
+            pool_id = random_id("pool_").substr(0, 21);
+            const auto t = static_cast<std::int64_t>(now());
+            auto ins = conn.exec("INSERT INTO field_pools (id, provisioner_id, request_id, created_at) VALUES (?, ?, ?, ?)",
+                                 {pool_id, p.id, *request_id, t});
+            if (!ins) return ins.error();
+            Bytes amf;
+            (void)from_hex(config_.amf_hex, amf);
+            for (std::int64_t i = 0; i < *count; ++i) {
+                auto imsi = allocate_imsi(conn);
+                if (!imsi) {
+                    if (imsi.error().code == ErrorCode::oversized) conflict = imsi.error().message;
+                    return imsi.error();
+                }
+                FieldAuthorisation a;
+                a.id = BundleId::random();
+                a.provisioner_key_hash = digest(p.key);
+                a.profile.imsi = *Imsi::parse(*imsi);
+                a.profile.amf = {amf[0], amf[1]};
+                a.profile.plmn = *Plmn::parse(config_.plmn);
+                a.profile.network_name = *NetworkName::parse(config_.network_name);
+                a.issued_at = static_cast<std::uint64_t>(t);
+                a.not_after = static_cast<std::uint64_t>(t) + config_.field_ttl_s;
+                const SignedObject obj = issue_field_authorisation(keys_.current.sign, a);
+                auto fa = conn.exec("INSERT INTO field_authorisations (id, pool_id, provisioner_id, imsi, state, "
+                                    "signed_object, object_hash, not_after, created_at) VALUES (?, ?, ?, ?, 'reserved', ?, ?, ?, ?)",
+                                    {a.id.to_string(), pool_id, p.id, *imsi, base64_encode(obj.encode()), to_hex(obj.hash()),
+                                     static_cast<std::int64_t>(a.not_after), t});
+                if (!fa) return fa.error();
+            }
+            if (auto au = audit(conn, c, "field.reserve", "pool:" + pool_id, "ok", std::to_string(*count) + " authorisations");
+                !au) {
+                return au;
+            }
+        }
+        auto rows = conn.query("SELECT id, imsi, state, not_after, signed_object FROM field_authorisations WHERE pool_id = ? "
+                               "ORDER BY imsi",
+                               {pool_id});
+        if (!rows) return rows.error();
+        json list = json::array();
+        for (const Row& r : *rows) {
+            list.push_back({{"id", r.str(0)}, {"imsi", r.str(1)}, {"state", r.str(2)}, {"not_after", r.i64(3)},
+                            {"authorisation", r.str(4)}});
+        }
+        result = {{"pool_id", pool_id}, {"authorisations", list}};
+        return {};
+    });
+    if (!conflict.empty()) return reject(c, "field.reserve", "provisioner:" + p.id, 409, "imsi-range-exhausted", "Conflict", conflict);
+    if (!st) return storage_failure(st.error());
+    return Reply::success(result, status);
+}
+
+Reply Service::return_field_pool(const Caller& c, const std::string& pool_id, const json& body) {
+    const Provisioner& p = *c.provisioner;
+    Fields f(body);
+    const json* ids = f.get("ids", false);
+    if (!f.done()) return bad_request(f.error());
+    std::vector<std::string> wanted;
+    if (ids) {
+        if (!ids->is_array() || ids->size() > 10000) return bad_request("field 'ids' must be a list of authorisation ids");
+        for (const auto& id : *ids) {
+            Bytes b;
+            if (!id.is_string() || !from_hex(id.get<std::string>(), b) || b.size() != BundleId::kBytes) {
+                return bad_request("field 'ids' must hold authorisation ids (32 hex digits)");
+            }
+            wanted.push_back(to_hex(b));
+        }
+    }
+    if (pool_id.size() > 64) return bad_request("the pool id is too long");
+    bool found = false, foreign = false;
+    std::int64_t returned = 0;
+    auto st = db_.transact([&](Connection& conn) -> Status {
+        auto pool = conn.query("SELECT provisioner_id FROM field_pools WHERE id = ?", {pool_id});
+        if (!pool) return pool.error();
+        if (pool->empty()) return {};
+        found = true;
+        if (pool->front().str(0) != p.id) {
+            foreign = true;
+            return {};
+        }
+        returned = 0;
+        if (wanted.empty()) {
+            auto upd = conn.exec("UPDATE field_authorisations SET state = 'returned' WHERE pool_id = ? AND state = 'reserved'",
+                                 {pool_id});
+            if (!upd) return upd.error();
+            returned = *upd;
+        } else {
+            for (const auto& id : wanted) {
+                auto upd = conn.exec("UPDATE field_authorisations SET state = 'returned' WHERE pool_id = ? AND id = ? AND "
+                                     "state = 'reserved'",
+                                     {pool_id, id});
+                if (!upd) return upd.error();
+                returned += *upd;
+            }
+        }
+        return audit(conn, c, "field.return", "pool:" + pool_id, "ok", std::to_string(returned) + " returned");
+    });
+    if (!st) return storage_failure(st.error());
+    if (!found) return not_found("field pool");
+    if (foreign) {
+        return reject(c, "field.return", "pool:" + pool_id, 403, "not-your-pool", "Forbidden", "the pool belongs to another provisioner");
+    }
+    return Reply::success({{"pool_id", pool_id}, {"returned", returned}});
+}
+
+// ---- deprovisioning ---------------------------------------------------------------------------
+
+Reply Service::deprovision_device(const Caller& c, const std::string& device_id, const json& body) {
+    Fields f(body);
+    auto reason = f.text("reason", 1, 200);
+    if (!f.done()) return bad_request(f.error());
+    auto id = DeviceId::parse(device_id);
+    if (!id) return bad_request("the device id must be 26 base32 characters");
+    if (c.kind == Caller::Kind::provisioner) {
+        const Provisioner& p = *c.provisioner;
+        if (std::find(p.operations.begin(), p.operations.end(), Operation::deprovision) == p.operations.end() ||
+            !fits_prefix(p, *id)) {
+            return reject(c, "device.deprovision", "device:" + device_id, 403, "not-authorised", "Forbidden",
+                          "the provisioner is not enrolled to deprovision this device");
+        }
+    }
+    json result;
+    bool found = false;
+    std::string conflict;
+    std::int64_t changed = 0;
+    auto st = db_.transact([&](Connection& conn) -> Status {
+        auto dev = conn.query("SELECT owner_counter, owner_key, notice FROM devices WHERE device_id = ?" +
+                                  std::string(conn.for_update()),
+                              {device_id});
+        if (!dev) return dev.error();
+        if (dev->empty()) return {};
+        found = true;
+        const Row& d = dev->front();
+        auto live = conn.query("SELECT imsi FROM subscribers WHERE device_id = ? AND state IN ('pending', 'active') ORDER BY imsi",
+                               {device_id});
+        if (!live) return live.error();
+        if (live->empty()) {
+            if (d.is_null(2)) {
+                conflict = "the device holds no subscription to deprovision";
+                return {};
+            }
+            // Idempotent: already deprovisioned; the same notice again.
+            result = {{"device_id", device_id}, {"deprovisioned", json::array()}, {"counter", d.i64(0)}, {"notice", d.str(2)}};
+            return {};
+        }
+        crypto::SignPublicKey owner = keys_.current.sign.public_key;
+        if (!d.is_null(1)) (void)key_from_hex(d.str(1), owner);
+        const OperatorIdentity* signer = keys_.find(owner);
+        if (signer == nullptr) return make_error(ErrorCode::internal, "the device's owner key is not in the keyring");
+        const auto t = static_cast<std::int64_t>(now());
+        OwnerCommand cmd;
+        cmd.kind = OwnerCommandKind::deprovision;
+        cmd.device = *id;
+        cmd.counter = static_cast<std::uint64_t>(d.i64(0)) + 1;
+        cmd.issued_at = static_cast<std::uint64_t>(t);
+        const std::string notice = base64_encode(sign_owner_command(signer->sign, cmd).encode());
+        json imsis = json::array();
+        for (const Row& r : *live) {
+            auto upd = conn.exec("UPDATE subscribers SET state = 'deprovisioned', deprovisioned_at = ?, deprovision_reason = ?, "
+                                 "expires_at = NULL WHERE imsi = ?",
+                                 {t, *reason, r.str(0)});
+            if (!upd) return upd.error();
+            imsis.push_back(r.str(0));
+            if (auto au = audit(conn, c, "subscriber.deprovision", "imsi:" + r.str(0), "ok", *reason); !au) return au;
+        }
+        auto upd = conn.exec("UPDATE devices SET owner_counter = ?, notice = ? WHERE device_id = ?",
+                             {static_cast<std::int64_t>(cmd.counter), notice, device_id});
+        if (!upd) return upd.error();
+        changed = static_cast<std::int64_t>(imsis.size());
+        result = {{"device_id", device_id}, {"deprovisioned", imsis}, {"counter", cmd.counter}, {"notice", notice}};
+        return {};
+    });
+    if (!st) return storage_failure(st.error());
+    if (!found) return not_found("device");
+    if (!conflict.empty()) return reject(c, "device.deprovision", "device:" + device_id, 409, "not-provisioned", "Conflict", conflict);
+    if (changed > 0) metrics_.add("credprov_deprovisionings_total", {}, static_cast<double>(changed));
+    return Reply::success(result);
+}
+
+Reply Service::device_notice(const Caller&, const std::string& device_id) {
+    if (!DeviceId::parse(device_id)) return bad_request("the device id must be 26 base32 characters");
+    std::optional<json> found;
+    auto st = db_.read([&](Connection& conn) -> Status {
+        auto rows = conn.query("SELECT owner_counter, notice FROM devices WHERE device_id = ?", {device_id});
+        if (!rows) return rows.error();
+        if (!rows->empty() && !rows->front().is_null(1)) {
+            found = json{{"device_id", device_id}, {"counter", rows->front().i64(0)}, {"notice", rows->front().str(1)}};
+        }
+        return {};
+    });
+    if (!st) return storage_failure(st.error());
+    if (!found) return not_found("deprovisioning notice for this device");
+    return Reply::success(*found);
+}
+
+}  // namespace credprov::backend
