@@ -1,0 +1,352 @@
+// The backend's registration life cycle over real HTTP, on SQLite and on
+// PostgreSQL: sealed bundles, receipts, idempotent retries, expiry, field
+// pools, network-only deprovisioning and what it does to AKA.
+#include "backend_test.hpp"
+#include "credprov/aka/network.hpp"
+
+using namespace credprov;
+using namespace credprov::testing;
+
+BACKEND_TEST(sealed_registration, "a sealed registration activates the subscriber on the device's receipt") {
+    SimDevice dev(lab.trust());
+    lab.import_device(dev.identity);
+    Technician tech(lab);
+    auto reg = tech.register_sealed(dev);
+    REQUIRE(reg.minted.status == 201);
+    CHECK(reg.minted.body["imsi"].get<std::string>().size() == 15);
+    REQUIRE(reg.device_receipt);
+    REQUIRE(reg.receipt.status == 200);
+    CHECK(reg.receipt.body["state"] == "active");
+    CHECK(reg.receipt.body["mode"] == "sealed");
+
+    auto sub = lab.admin("GET", "/v1/subscribers/" + reg.imsi);
+    REQUIRE(sub.status == 200);
+    CHECK(sub.body["state"] == "active");
+    CHECK(sub.body["device_id"] == dev.identity.id.to_string());
+    // Nothing in any response carries K or OPc.
+    const std::string k_hex = to_hex(dev.host.k), opc_hex = to_hex(dev.host.opc);
+    CHECK(sub.raw.find(k_hex) == std::string::npos);
+    CHECK(sub.raw.find(opc_hex) == std::string::npos);
+    auto listing = lab.admin("GET", "/v1/subscribers?state=active&device=" + dev.identity.id.to_string());
+    REQUIRE(listing.status == 200);
+    REQUIRE(listing.body["items"].size() == 1);
+    CHECK(listing.raw.find(k_hex) == std::string::npos);
+    // And nothing in the database stores them in the clear.
+    auto rows = lab.db()->query("SELECT keys_enc FROM subscribers");
+    REQUIRE(rows.ok());
+    REQUIRE(rows->size() == 1);
+    CHECK(rows->front().str(0).find(k_hex) == std::string::npos);
+
+    // The device's keys are the subscriber's: a vector from the backend
+    // authenticates at the device's soft-USIM.
+    auto core = lab.token_for("core-network");
+    auto v = lab.admin("POST", "/v1/subscribers/" + reg.imsi + "/vectors", json{{"count", 2}}, core);
+    REQUIRE(v.status == 200);
+    REQUIRE(v.body["vectors"].size() == 2);
+    const auto& first = v.body["vectors"][0];
+    auto usim = aka::usim_authenticate(usim_keys(dev), aka::UsimSqnState{}, aka::Rand{hex_array<16>(first["rand"])},
+                                       aka::Autn{hex_array<16>(first["autn"])});
+    REQUIRE(usim.ok());
+    const auto* ok = std::get_if<aka::AkaSuccess>(&*usim);
+    REQUIRE(ok != nullptr);
+    CHECK(to_hex(ByteView(ok->res.data(), ok->res.size())) == first["xres"].get<std::string>());
+    CHECK(to_hex(ByteView(ok->ck.data(), ok->ck.size())) == first["ck"].get<std::string>());
+    CHECK(v.body["vectors"][1]["sqn"].get<std::uint64_t>() > first["sqn"].get<std::uint64_t>());
+}
+
+BACKEND_TEST(idempotent_steps, "every registration step can be retried after a lost response") {
+    SimDevice dev(lab.trust());
+    lab.import_device(dev.identity);
+    Technician tech(lab);
+    auto first = tech.mint(dev);
+    REQUIRE(first.status == 201);
+    const std::string before = lab.state_fingerprint();
+    auto again = tech.mint(dev);
+    REQUIRE(again.status == 200);
+    CHECK(again.body["bundle"] == first.body["bundle"]);  // byte for byte
+    CHECK(again.body["imsi"] == first.body["imsi"]);
+    CHECK(lab.state_fingerprint() == before);              // no second subscriber, no IMSI used
+
+    auto tok = tech.token(dev.identity.id);
+    REQUIRE(tok);
+    auto bundle = SignedObject::decode(*backend::base64_decode(first.body["bundle"].get<std::string>())).value();
+    auto resp = tech.deliver(dev, *tok, Request{Operation::deliver_sealed, bundle});
+    REQUIRE(resp.ok());
+    const std::string oid = first.body["object_id"].get<std::string>();
+    auto r1 = tech.submit(oid, *resp->receipt);
+    REQUIRE(r1.status == 200);
+    const std::string active = lab.state_fingerprint();
+    auto r2 = tech.submit(oid, *resp->receipt);
+    CHECK(r2.status == 200);
+    CHECK(r2.body["state"] == "active");
+    CHECK(lab.state_fingerprint() == active);
+    // A new mint for a device with an active subscription is refused.
+    auto third = tech.mint(dev);
+    CHECK(third.status == 409);
+    CHECK(third.content_type.starts_with("application/problem+json"));
+    CHECK(lab.state_fingerprint() == active);
+    // Enrolment is idempotent by key too.
+    auto e1 = lab.admin("POST", "/v1/provisioners",
+                        json{{"name", "technician"}, {"public_key", to_hex(tech.key.public_key)},
+                             {"operations", {"query", "deliver-sealed", "deliver-field", "deprovision"}}});
+    CHECK(e1.status == 200);
+    CHECK(e1.body["id"] == tech.id);
+}
+
+BACKEND_TEST(receipt_checks, "a receipt that does not verify changes nothing") {
+    SimDevice dev(lab.trust());
+    lab.import_device(dev.identity);
+    Technician tech(lab);
+    Technician other(lab);
+    auto minted = tech.mint(dev);
+    REQUIRE(minted.status == 201);
+    auto tok = tech.token(dev.identity.id);
+    auto bundle = SignedObject::decode(*backend::base64_decode(minted.body["bundle"].get<std::string>())).value();
+    auto resp = tech.deliver(dev, *tok, Request{Operation::deliver_sealed, bundle});
+    REQUIRE(resp.ok());
+    const std::string oid = minted.body["object_id"].get<std::string>();
+    const std::string before = lab.state_fingerprint();
+    // Submitted by another provisioner: the receipt names the first one's key.
+    CHECK(other.submit(oid, *resp->receipt).status == 422);
+    // A flipped signature bit.
+    Receipt forged = *resp->receipt;
+    forged.signature[5] ^= 1;
+    CHECK(tech.submit(oid, forged).status == 422);
+    // A receipt for another object id than the one named.
+    Receipt other_id = *resp->receipt;
+    other_id.object_id = BundleId::random();
+    CHECK(tech.submit(oid, other_id).status == 400);
+    CHECK(tech.submit(to_hex(other_id.object_id.bytes), other_id).status == 404);
+    CHECK(lab.state_fingerprint() == before);
+    CHECK(tech.submit(oid, *resp->receipt).status == 200);
+}
+
+static LabOptions quick_expiry() {
+    LabOptions o;
+    o.pending_ttl_s = 1;
+    o.sweep_interval_s = 1;
+    return o;
+}
+
+BACKEND_TEST_WITH(pending_expiry, "a pending subscriber without a receipt expires", quick_expiry()) {
+    SimDevice dev(lab.trust());
+    lab.import_device(dev.identity);
+    Technician tech(lab);
+    auto reg_tok = tech.token(dev.identity.id);
+    auto minted = tech.mint(dev);
+    REQUIRE(minted.status == 201);
+    const std::string imsi = minted.body["imsi"].get<std::string>();
+    auto bundle = SignedObject::decode(*backend::base64_decode(minted.body["bundle"].get<std::string>())).value();
+    auto resp = tech.deliver(dev, *reg_tok, Request{Operation::deliver_sealed, bundle});
+    REQUIRE(resp.ok());
+    std::string state;
+    for (int i = 0; i < 60 && state != "expired"; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        state = lab.admin("GET", "/v1/subscribers/" + imsi).body["state"].get<std::string>();
+    }
+    CHECK(state == "expired");
+    auto late = tech.submit(minted.body["object_id"].get<std::string>(), *resp->receipt);
+    CHECK(late.status == 409);
+    CHECK(lab.admin("GET", "/v1/subscribers/" + imsi).body["state"] == "expired");
+    // The device may be registered afresh, with a new IMSI.
+    auto fresh = tech.mint(dev);
+    CHECK(fresh.status == 201);
+    CHECK(fresh.body["imsi"] != imsi);
+}
+
+BACKEND_TEST(deprovisioning, "network-only deprovisioning stops AKA and hands the device a signed notice") {
+    SimDevice dev(lab.trust());
+    lab.import_device(dev.identity);
+    Technician tech(lab);
+    auto reg = tech.register_sealed(dev);
+    REQUIRE(reg.receipt.status == 200);
+    const std::string path = "/v1/devices/" + dev.identity.id.to_string();
+    CHECK(lab.anon("GET", path + "/notice").status == 404);
+
+    auto d = lab.admin("POST", path + "/deprovision", json{{"reason", "contract ended"}});
+    REQUIRE(d.status == 200);
+    CHECK(d.body["deprovisioned"] == json::array({reg.imsi}));
+    const std::string notice = d.body["notice"].get<std::string>();
+    // From that moment the subscriber no longer authenticates.
+    auto core = lab.token_for("core-network");
+    CHECK(lab.admin("POST", "/v1/subscribers/" + reg.imsi + "/vectors", json::object(), core).status == 409);
+    auto ch = lab.anon("POST", "/v1/attach/challenge", json{{"imsi", reg.imsi}});
+    REQUIRE(ch.status == 200);
+    CHECK(ch.body["verdict"] == "deprovisioned");
+    CHECK(ch.body["notice"] == notice);
+    // Idempotent: again, the same notice.
+    auto again = lab.admin("POST", path + "/deprovision", json{{"reason", "contract ended"}});
+    REQUIRE(again.status == 200);
+    CHECK(again.body["notice"] == notice);
+    CHECK(again.body["deprovisioned"].empty());
+    // The device applies the notice it fetched over its network path.
+    auto fetched = lab.anon("GET", path + "/notice");
+    REQUIRE(fetched.status == 200);
+    auto obj = SignedObject::decode(*backend::base64_decode(fetched.body["notice"].get<std::string>()));
+    REQUIRE(obj.ok());
+    auto next = apply_network_deprovision(dev.identity, dev.trust, dev.host.rec, *obj);
+    REQUIRE_MESSAGE(next.ok(), next.error().message);
+    CHECK_FALSE(next->credential.has_value());
+    REQUIRE(dev.host.commit(*next, nullptr).ok());
+    // Re-provisioning gets a bundle with an epoch above that deprovisioning.
+    auto reg2 = tech.register_sealed(dev);
+    REQUIRE(reg2.minted.status == 201);
+    REQUIRE_MESSAGE(reg2.receipt.status == 200, reg2.receipt.raw);
+    CHECK(reg2.imsi != reg.imsi);
+    auto device = lab.admin("GET", path);
+    REQUIRE(device.status == 200);
+    CHECK(device.body["subscribers"].size() == 2);
+}
+
+BACKEND_TEST(provisioner_deprovision, "an authorised provisioner may deprovision, others may not") {
+    SimDevice dev(lab.trust());
+    lab.import_device(dev.identity);
+    Technician tech(lab);
+    Technician no_rights(lab, {"query", "deliver-sealed"});
+    auto reg = tech.register_sealed(dev);
+    REQUIRE(reg.receipt.status == 200);
+    const std::string path = "/v1/devices/" + dev.identity.id.to_string() + "/deprovision";
+    const std::string before = lab.state_fingerprint();
+    CHECK(no_rights.post(path, json{{"reason", "try"}}).status == 403);
+    CHECK(lab.state_fingerprint() == before);
+    auto ok = tech.post(path, json{{"reason", "replaced in the field"}});
+    CHECK(ok.status == 200);
+    CHECK(lab.admin("GET", "/v1/subscribers/" + reg.imsi).body["state"] == "deprovisioned");
+}
+
+BACKEND_TEST(attach_check, "the attach check authenticates the device, resynchronises and rejects a wrong RES") {
+    SimDevice dev(lab.trust());
+    lab.import_device(dev.identity);
+    Technician tech(lab);
+    auto reg = tech.register_sealed(dev);
+    REQUIRE(reg.receipt.status == 200);
+    const auto keys = usim_keys(dev);
+    aka::UsimSqnState usim;
+
+    auto ch = lab.anon("POST", "/v1/attach/challenge", json{{"imsi", reg.imsi}});
+    REQUIRE(ch.status == 200);
+    REQUIRE(ch.body["verdict"] == "challenge");
+    auto r = aka::usim_authenticate(keys, usim, aka::Rand{hex_array<16>(ch.body["rand"])}, aka::Autn{hex_array<16>(ch.body["autn"])});
+    REQUIRE(r.ok());
+    auto* good = std::get_if<aka::AkaSuccess>(&*r);
+    REQUIRE(good);
+    usim = good->new_state;
+    auto ans = lab.anon("POST", "/v1/attach/response",
+                        json{{"challenge_id", ch.body["challenge_id"]}, {"res", to_hex(ByteView(good->res.data(), 8))}});
+    REQUIRE(ans.status == 200);
+    CHECK(ans.body["verdict"] == "attached");
+    // A challenge answers once.
+    CHECK(lab.anon("POST", "/v1/attach/response",
+                   json{{"challenge_id", ch.body["challenge_id"]}, {"res", to_hex(ByteView(good->res.data(), 8))}})
+              .status == 409);
+    // A wrong RES.
+    auto ch2 = lab.anon("POST", "/v1/attach/challenge", json{{"imsi", reg.imsi}});
+    auto bad = lab.anon("POST", "/v1/attach/response", json{{"challenge_id", ch2.body["challenge_id"]}, {"res", "0011223344556677"}});
+    REQUIRE(bad.status == 200);
+    CHECK(bad.body["verdict"] == "rejected");
+    // The USIM runs ahead (vectors used elsewhere): it answers with AUTS and
+    // the network resynchronises.
+    for (int i = 0; i < 3; ++i) usim = usim.accepted(aka::make_sqn(aka::seq_of(usim.highest()) + 10, 0));
+    auto ch3 = lab.anon("POST", "/v1/attach/challenge", json{{"imsi", reg.imsi}});
+    auto r3 = aka::usim_authenticate(keys, usim, aka::Rand{hex_array<16>(ch3.body["rand"])}, aka::Autn{hex_array<16>(ch3.body["autn"])});
+    REQUIRE(r3.ok());
+    auto* sync = std::get_if<aka::SyncFailure>(&*r3);
+    REQUIRE(sync);
+    auto rs = lab.anon("POST", "/v1/attach/response", json{{"challenge_id", ch3.body["challenge_id"]}, {"auts", to_hex(sync->auts.bytes)}});
+    REQUIRE(rs.status == 200);
+    CHECK(rs.body["verdict"] == "resynchronised");
+    auto ch4 = lab.anon("POST", "/v1/attach/challenge", json{{"imsi", reg.imsi}});
+    auto r4 = aka::usim_authenticate(keys, usim, aka::Rand{hex_array<16>(ch4.body["rand"])}, aka::Autn{hex_array<16>(ch4.body["autn"])});
+    REQUIRE(r4.ok());
+    CHECK(std::holds_alternative<aka::AkaSuccess>(*r4));
+    // The core network's resync endpoint rejects a forged AUTS.
+    auto core = lab.token_for("core-network");
+    auto forged = lab.admin("POST", "/v1/subscribers/" + reg.imsi + "/resync",
+                            json{{"rand", ch4.body["rand"]}, {"auts", std::string(28, '0')}}, core);
+    CHECK(forged.status == 422);
+}
+
+BACKEND_TEST(field_pool, "field pools: reserved to one provisioner, first receipt activates, a second raises an alarm") {
+    Technician tech(lab);
+    Technician other(lab);
+    auto pool = tech.post("/v1/field-pools", json{{"request_id", "van-7 monday"}, {"count", 3}});
+    REQUIRE(pool.status == 201);
+    REQUIRE(pool.body["authorisations"].size() == 3);
+    auto same = tech.post("/v1/field-pools", json{{"request_id", "van-7 monday"}, {"count", 3}});
+    REQUIRE(same.status == 200);
+    CHECK(same.body == pool.body);
+
+    SimDevice dev(lab.trust());
+    lab.import_device(dev.identity);
+    const json& a = pool.body["authorisations"][0];
+    auto auth = SignedObject::decode(*backend::base64_decode(a["authorisation"].get<std::string>())).value();
+    auto tok = tech.token(dev.identity.id, {"deliver-field"});
+    REQUIRE(tok);
+    auto resp = tech.deliver(dev, *tok, Request{Operation::deliver_field, auth}, kModeSealed | kModeField);
+    REQUIRE_MESSAGE(resp.ok(), resp.error().message);
+    REQUIRE(resp->receipt);
+    const std::string oid = a["id"].get<std::string>();
+    // Another provisioner cannot use this provisioner's authorisation.
+    CHECK(other.submit(oid, *resp->receipt, BackendLab::device_json(dev.identity)).status == 403);
+    auto first = tech.submit(oid, *resp->receipt, BackendLab::device_json(dev.identity));
+    REQUIRE_MESSAGE(first.status == 200, first.raw);
+    CHECK(first.body["mode"] == "field");
+    CHECK(first.body["imsi"] == a["imsi"]);
+    // The retry of the same receipt converges.
+    CHECK(tech.submit(oid, *resp->receipt, BackendLab::device_json(dev.identity)).status == 200);
+    // The backend holds the device-generated keys: its vectors authenticate.
+    auto v = lab.admin("POST", "/v1/subscribers/" + a["imsi"].get<std::string>() + "/vectors");
+    REQUIRE(v.status == 200);
+    auto usim = aka::usim_authenticate(usim_keys(dev), aka::UsimSqnState{}, aka::Rand{hex_array<16>(v.body["vectors"][0]["rand"])},
+                                       aka::Autn{hex_array<16>(v.body["vectors"][0]["autn"])});
+    REQUIRE(usim.ok());
+    CHECK(std::holds_alternative<aka::AkaSuccess>(*usim));
+
+    // A second device presenting the same authorisation: refused, alarmed.
+    SimDevice clone(lab.trust());
+    lab.import_device(clone.identity);
+    auto tok2 = tech.token(clone.identity.id, {"deliver-field"});
+    auto resp2 = tech.deliver(clone, *tok2, Request{Operation::deliver_field, auth}, kModeSealed | kModeField);
+    REQUIRE(resp2.ok());
+    const std::string before = lab.state_fingerprint();
+    auto second = tech.submit(oid, *resp2->receipt, BackendLab::device_json(clone.identity));
+    CHECK(second.status == 409);
+    CHECK(lab.state_fingerprint() == before);
+    auto metrics = lab.anon("GET", "/metrics");
+    CHECK(metrics.raw.find("credprov_field_alarms_total 1") != std::string::npos);
+    auto audit = lab.admin("GET", "/v1/audit?limit=1000");
+    bool alarmed = false;
+    for (const auto& e : audit.body["items"]) alarmed = alarmed || e["action"] == "field.second-receipt";
+    CHECK(alarmed);
+
+    // Unused authorisations go back.
+    auto back = tech.post("/v1/field-pools/" + pool.body["pool_id"].get<std::string>() + "/return", json::object());
+    REQUIRE(back.status == 200);
+    CHECK(back.body["returned"] == 2);
+    CHECK(other.post("/v1/field-pools/" + pool.body["pool_id"].get<std::string>() + "/return", json::object()).status == 403);
+}
+
+BACKEND_TEST(attestation_vouching, "a device is vouched for by inventory or a known manufacturer's attestation") {
+    Technician tech(lab);
+    SimDevice stranger(lab.trust());
+    const std::string before = lab.state_fingerprint();
+    auto refused = tech.mint(stranger);
+    CHECK(refused.status == 403);
+    CHECK(lab.state_fingerprint() == before);
+
+    auto maker = crypto::generate_signing_key();
+    REQUIRE(lab.admin("POST", "/v1/manufacturers", json{{"name", "Acme Modems"}, {"public_key", to_hex(maker.public_key)}}).status == 201);
+    SimDevice made(lab.trust());
+    DeviceAttestation a{made.identity.identity.public_key, made.identity.box.public_key, "Acme Modems"};
+    json body{{"device", BackendLab::device_json(made.identity)}};
+    body["device"]["attestation"] = backend::base64_encode(attest_device(maker, a).encode());
+    auto ok = tech.post("/v1/bundles", body);
+    CHECK(ok.status == 201);
+    // An attestation by an unknown key under a known name is refused.
+    SimDevice fake(lab.trust());
+    auto forger = crypto::generate_signing_key();
+    DeviceAttestation fa{fake.identity.identity.public_key, fake.identity.box.public_key, "Acme Modems"};
+    json fbody{{"device", BackendLab::device_json(fake.identity)}};
+    fbody["device"]["attestation"] = backend::base64_encode(attest_device(forger, fa).encode());
+    CHECK(tech.post("/v1/bundles", fbody).status == 403);
+}
