@@ -1,0 +1,180 @@
+// credprov-backend as an admin meets it: --help, configuration errors with
+// file and line, init, local admin commands, the root and certificate
+// commands, key rotation, HTTPS with a real certificate, and the refusal to
+// serve plain HTTP beyond loopback.
+#include <doctest/doctest.h>
+
+#include "backend_lab.hpp"
+
+using namespace credprov;
+using namespace credprov::testing;
+
+namespace {
+
+std::filesystem::path temp_dir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "credprov-cli-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    return tmpl;
+}
+
+void write(const std::filesystem::path& p, const std::string& text) { std::ofstream(p) << text; }
+
+const std::string kPlain = "[server]\nlisten = \"127.0.0.1\"\nport = 0\nallow_plain_http = true\n";
+
+}  // namespace
+
+TEST_CASE("backend cli: --help on the program and its subcommands") {
+    auto top = run_command({CREDPROV_BACKEND, "--help"});
+    CHECK(top.exit_code == 0);
+    for (const char* word : {"serve", "init", "root", "operator", "admin-token", "provisioner", "audit", "openapi"}) {
+        CHECK(top.out.find(word) != std::string::npos);
+    }
+    auto sub = run_command({CREDPROV_BACKEND, "provisioner", "enrol", "--help"});
+    CHECK(sub.exit_code == 0);
+    CHECK(sub.out.find("--operations") != std::string::npos);
+    CHECK(run_command({CREDPROV_BACKEND}).exit_code == 1);
+    CHECK(run_command({CREDPROV_BACKEND, "no-such-command"}).exit_code == 1);
+}
+
+TEST_CASE("backend cli: configuration errors name the file, the line and the key") {
+    const auto dir = temp_dir();
+    const auto cfg = dir / "backend.toml";
+    auto err_of = [&](const std::string& text) {
+        write(cfg, text);
+        const std::string log = (dir / "err.txt").string();
+        const int rc = std::system((std::string(CREDPROV_BACKEND) + " -c " + cfg.string() + " migrate 2> " + log).c_str());
+        return std::make_pair(WEXITSTATUS(rc), read_file(log));
+    };
+    auto [rc1, e1] = err_of("[server]\nport = \"eighty\"\n");
+    CHECK(rc1 == 2);
+    CHECK(e1.find("backend.toml:2") != std::string::npos);
+    CHECK(e1.find("port") != std::string::npos);
+    auto [rc2, e2] = err_of("[server]\nlisten = \"0.0.0.0\"\nallow_plain_http = true\n");
+    CHECK(rc2 == 2);
+    CHECK(e2.find("loopback") != std::string::npos);
+    auto [rc3, e3] = err_of("[server]\nallow_plain_http = true\n[subscribers]\nplmn = \"1234\"\n");
+    CHECK(rc3 == 2);
+    CHECK(e3.find("plmn") != std::string::npos);
+    auto [rc4, e4] = err_of("[server]\nallow_plain_http = true\nunknown_key = 1\n");
+    CHECK(rc4 == 2);
+    CHECK(e4.find("unknown_key") != std::string::npos);
+    auto [rc5, e5] = err_of("[server]\n");
+    CHECK(rc5 == 2);
+    CHECK(e5.find("TLS") != std::string::npos);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("backend cli: init, local admin commands, and keys that stay private") {
+    const auto dir = temp_dir();
+    const auto cfg = dir / "backend.toml";
+    write(cfg, kPlain);
+    auto init = run_command({CREDPROV_BACKEND, "-c", cfg.string(), "init"});
+    REQUIRE(init.exit_code == 0);
+    const json j = json::parse(init.out);
+    CHECK(j["admin_token"]["token"].get<std::string>().starts_with("cpa_"));
+    CHECK(j["operator"]["certificate"].is_null());
+    for (const char* f : {"operator.key", "data.key", "backend.db"}) {
+        const auto perms = std::filesystem::status(dir / f).permissions();
+        CHECK((perms & (std::filesystem::perms::group_all | std::filesystem::perms::others_all)) == std::filesystem::perms::none);
+    }
+    // A second init keeps the keys and mints no second token.
+    auto again = run_command({CREDPROV_BACKEND, "-c", cfg.string(), "init"});
+    REQUIRE(again.exit_code == 0);
+    CHECK_FALSE(json::parse(again.out).contains("admin_token"));
+    CHECK(json::parse(again.out)["operator"]["sign_key"] == j["operator"]["sign_key"]);
+
+    auto tok = run_command({CREDPROV_BACKEND, "-c", cfg.string(), "admin-token", "create", "--name", "ops", "--role", "auditor"});
+    REQUIRE(tok.exit_code == 0);
+    CHECK(json::parse(tok.out)["role"] == "auditor");
+    CHECK(run_command({CREDPROV_BACKEND, "-c", cfg.string(), "admin-token", "create", "--name", "x", "--role", "god"}).exit_code == 5);
+    const std::string key = to_hex(crypto::generate_signing_key().public_key);
+    auto enrol = run_command({CREDPROV_BACKEND, "-c", cfg.string(), "provisioner", "enrol", "--name", "van 7", "--public-key",
+                              key, "--operations", "query,deliver-sealed"});
+    REQUIRE(enrol.exit_code == 0);
+    CHECK(json::parse(enrol.out)["operations"] == json::array({"query", "deliver-sealed"}));
+    auto list = run_command({CREDPROV_BACKEND, "-c", cfg.string(), "admin-token", "list"});
+    REQUIRE(list.exit_code == 0);
+    CHECK(list.out.find(j["admin_token"]["token"].get<std::string>()) == std::string::npos);
+    auto verify = run_command({CREDPROV_BACKEND, "-c", cfg.string(), "audit", "verify"});
+    CHECK(verify.exit_code == 0);
+    auto exported = run_command({CREDPROV_BACKEND, "-c", cfg.string(), "audit", "export"});
+    REQUIRE(exported.exit_code == 0);
+    CHECK(exported.out.find("provisioner.enrol") != std::string::npos);
+    // The operator's private key never appears in what the tool prints.
+    CHECK(init.out.find("secret") == std::string::npos);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("backend cli: an offline root certifies the operator key; rotation keeps old devices reachable") {
+    const auto dir = temp_dir();
+    const auto cfg = dir / "backend.toml";
+    write(cfg, kPlain);
+    REQUIRE(run_command({CREDPROV_BACKEND, "-c", cfg.string(), "init"}).exit_code == 0);
+    auto root = run_command({CREDPROV_BACKEND, "root", "create", "--out", (dir / "root.key").string()});
+    REQUIRE(root.exit_code == 0);
+    const std::string root_pub = root.out.substr(0, 64);
+    CHECK(run_command({CREDPROV_BACKEND, "root", "create", "--out", (dir / "root.key").string()}).exit_code == 4);  // never overwrites
+    REQUIRE(run_command({CREDPROV_BACKEND, "-c", cfg.string(), "operator", "export-public", "--out", (dir / "op.pub").string()})
+                .exit_code == 0);
+    REQUIRE(run_command({CREDPROV_BACKEND, "root", "certify", "--root", (dir / "root.key").string(), "--operator-public",
+                         (dir / "op.pub").string(), "--out", (dir / "op.cert").string()})
+                .exit_code == 0);
+    // A certificate checked against another root is refused.
+    const std::string other = to_hex(crypto::generate_signing_key().public_key);
+    CHECK(run_command({CREDPROV_BACKEND, "-c", cfg.string(), "operator", "import-certificate", (dir / "op.cert").string(),
+                       "--root-public", other})
+              .exit_code == 4);
+    REQUIRE(run_command({CREDPROV_BACKEND, "-c", cfg.string(), "operator", "import-certificate", (dir / "op.cert").string(),
+                         "--root-public", root_pub})
+                .exit_code == 0);
+    auto before = run_command({CREDPROV_BACKEND, "-c", cfg.string(), "init"});
+    const json op = json::parse(before.out)["operator"];
+    CHECK(op["certificate"].is_string());
+
+    auto rotated = run_command({CREDPROV_BACKEND, "-c", cfg.string(), "operator", "rotate", "--root-key", (dir / "root.key").string()});
+    REQUIRE(rotated.exit_code == 0);
+    const json now = json::parse(rotated.out);
+    CHECK(now["sign_key"] != op["sign_key"]);
+    CHECK(now["certificate"].is_string());
+    CHECK(std::filesystem::exists(dir / "operator-keys.d" / (op["sign_key"].get<std::string>() + ".key")));
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("backend cli: HTTPS with a real certificate; a missing key file is a clear error") {
+    const auto dir = temp_dir();
+    const auto cfg = dir / "backend.toml";
+    const std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost "
+                            "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " +
+                            (dir / "tls.key").string() + " -out " + (dir / "tls.crt").string() + " 2>/dev/null";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    write(cfg, "[server]\nlisten = \"127.0.0.1\"\nport = 0\ntls_certificate = \"tls.crt\"\ntls_private_key = \"tls.key\"\n"
+               "[log]\nformat = \"json\"\n");
+    REQUIRE(run_command({CREDPROV_BACKEND, "-c", cfg.string(), "init"}).exit_code == 0);
+    AgentProcess server(CREDPROV_BACKEND, {"-c", cfg.string(), "serve"}, dir / "log");
+    int port = 0;
+    for (int i = 0; i < 500 && port == 0; ++i) {
+        std::smatch m;
+        const std::string text = read_file(dir / "log");
+        if (std::regex_search(text, m, std::regex(R"re("port":([0-9]+))re"))) port = std::stoi(m[1].str());
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    REQUIRE(port > 0);
+    httplib::SSLClient tls("127.0.0.1", port);
+    tls.set_ca_cert_path((dir / "tls.crt").c_str());
+    tls.enable_server_certificate_verification(true);
+    auto r = tls.Get("/healthz");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    // Plain HTTP to the TLS port gets no API answer.
+    httplib::Client plain("127.0.0.1", port);
+    plain.set_read_timeout(2);
+    auto p = plain.Get("/healthz");
+    CHECK((!p || p->status != 200));
+    server.signal(SIGTERM);
+    CHECK(server.wait() == 0);
+
+    std::filesystem::remove(dir / "data.key");
+    auto missing = run_command({CREDPROV_BACKEND, "-c", cfg.string(), "serve"});
+    CHECK(missing.exit_code == 4);
+    std::filesystem::remove_all(dir);
+}
