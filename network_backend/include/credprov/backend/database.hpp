@@ -69,10 +69,10 @@ public:
 
     // Runs `body` in one transaction: commit when it returns ok, roll back
     // otherwise. Retries up to three times on a serialisation conflict.
-    [[nodiscard]] Status transact(const std::function<Status(Connection&)>& body);
+    [[nodiscard]] Status transact(const std::function<Status(Connection&)>& body) { return run(body, true); }
     // Read-only work on a pooled connection (still one transaction, for a
-    // consistent snapshot).
-    [[nodiscard]] Status read(const std::function<Status(Connection&)>& body) { return transact(body); }
+    // consistent snapshot; on SQLite it does not take the write lock).
+    [[nodiscard]] Status read(const std::function<Status(Connection&)>& body) { return run(body, false); }
 
     // Applies the versioned migrations that are not applied yet.
     [[nodiscard]] Status migrate();
@@ -82,6 +82,7 @@ public:
 
 private:
     Database(Dialect d, std::unique_ptr<Pool> pool);
+    Status run(const std::function<Status(Connection&)>& body, bool write);
     Dialect dialect_;
     std::unique_ptr<Pool> pool_;
 };
