@@ -216,8 +216,9 @@ class Checker:
                 for i, v in enumerate(node):
                     walk(v, "%s/%d" % (where, i))
 
+        refs_before = len(self.failures)
         walk(doc, "#")
-        if len(self.failures) > before:
+        if len(self.failures) > refs_before:
             return  # the rest would trip over the broken references
 
         schemes = components.get("securitySchemes", {}) if isinstance(components.get("securitySchemes", {}), dict) else {}
@@ -401,6 +402,8 @@ class Checker:
             for e in errors[: self.max_errors]:
                 at = "/" + "/".join(str(p) for p in e.absolute_path)
                 msg = e.message
+                if e.validator in ("oneOf", "anyOf") and e.context:
+                    msg = "matches none of the %s alternatives" % e.validator
                 if e.context:
                     msg += " (closest: %s)" % best_match(e.context).message
                 lines.append("      at %s: %s" % (at, short(msg)))
@@ -458,7 +461,7 @@ def main(argv=None):
     if checker.doc is None or not checker.operations:
         for f in checker.failures:
             print("FAIL " + f)
-        print("check_openapi: the document %s cannot be used; nothing else was checked" % args.spec)
+        print("check_openapi: the document %s cannot be used (see above); nothing else was checked" % args.spec)
         return 1
 
     # ---- the route table ----
