@@ -4,6 +4,8 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <charconv>
 #include <mutex>
@@ -233,6 +235,18 @@ struct ApiServer::Impl {
         }
     }
 
+    // RFC 9110: every 401 names the schemes the route accepts.
+    static void challenge(httplib::Response& res, const Access& access) {
+        std::string schemes;
+        if (!access.roles.empty()) schemes = "Bearer realm=\"credprov\"";
+        if (access.provisioner) schemes += std::string(schemes.empty() ? "" : ", ") + std::string(kSignatureScheme);
+        res.set_header("WWW-Authenticate", schemes);
+    }
+    static Reply storage_unavailable() {
+        return Reply::problem(503, "storage-unavailable", "Storage is unavailable",
+                              "the database did not answer; nothing was changed; retry later");
+    }
+
     void handle(const Route& route, const httplib::Request& req, httplib::Response& res) {
         const auto started = std::chrono::steady_clock::now();
         Caller caller;
@@ -253,8 +267,10 @@ struct ApiServer::Impl {
         if (!access.anonymous) {
             if (auth.starts_with("Bearer ") && !access.roles.empty()) {
                 auto c = service.authenticate_admin(std::string_view(auth).substr(7), req.remote_addr);
+                if (!c && c.error().code == ErrorCode::storage) return done(storage_unavailable());
                 if (!c) {
                     service.record_auth_failure("admin-token", req.remote_addr, c.error().message);
+                    challenge(res, access);
                     return done(Reply::problem(401, "unauthenticated", "Authentication required", c.error().message));
                 }
                 caller = *c;
@@ -266,9 +282,11 @@ struct ApiServer::Impl {
                 }
             } else if (auth.starts_with(std::string(kSignatureScheme) + " ") && access.provisioner) {
                 auto c = service.authenticate_provisioner(auth, req.method, req.target, req.body, req.remote_addr);
+                if (!c && c.error().code == ErrorCode::storage) return done(storage_unavailable());
                 if (!c) {
                     service.record_auth_failure("provisioner-signature", req.remote_addr, c.error().message);
                     const int status = c.error().code == ErrorCode::not_authorised ? 403 : 401;
+                    if (status == 401) challenge(res, access);
                     return done(Reply::problem(status, status == 403 ? "forbidden" : "unauthenticated",
                                                status == 403 ? "Forbidden" : "Authentication required", c.error().message));
                 }
@@ -279,9 +297,8 @@ struct ApiServer::Impl {
                                       ? "sign the request as an enrolled provisioner (Credprov-Signature)"
                                   : access.provisioner ? "use an admin bearer token or a provisioner signature"
                                                        : "use an admin bearer token (Authorization: Bearer cpa_...)";
-                Reply r = Reply::problem(401, "unauthenticated", "Authentication required", how);
-                res.set_header("WWW-Authenticate", "Bearer");
-                return done(r);
+                challenge(res, access);
+                return done(Reply::problem(401, "unauthenticated", "Authentication required", how));
             }
             const std::string key = caller.kind == Caller::Kind::admin ? "admin:" + caller.id : "provisioner:" + caller.id;
             if (auto wait = per_identity.take(key); wait > 0) {
@@ -294,7 +311,8 @@ struct ApiServer::Impl {
         // ---- body ----
         json body = json::object();
         if (req.method == "POST" && !req.body.empty()) {
-            const std::string type = req.get_header_value("Content-Type");
+            std::string type = req.get_header_value("Content-Type");
+            std::transform(type.begin(), type.end(), type.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
             if (!type.starts_with("application/json")) {
                 return done(Reply::problem(415, "unsupported-media-type", "Unsupported media type",
                                            "send the body as application/json"));
@@ -354,12 +372,14 @@ Status ApiServer::bind() {
     s.Get("/metrics", [impl](const httplib::Request& req, httplib::Response& res) {
         const auto started = std::chrono::steady_clock::now();
         res.status = 200;
+        res.set_header("Cache-Control", "no-store");
         res.set_content(impl->metrics.render(impl->service.gauges()), "text/plain; version=0.0.4; charset=utf-8");
         impl->finish(req, res, "/metrics", "anonymous", started);
     });
     s.Get("/openapi.json", [impl](const httplib::Request& req, httplib::Response& res) {
         const auto started = std::chrono::steady_clock::now();
         res.status = 200;
+        res.set_header("Cache-Control", "no-cache");
         res.set_content(std::string(openapi_document()), "application/json");
         impl->finish(req, res, "/openapi.json", "anonymous", started);
     });
@@ -372,6 +392,7 @@ Status ApiServer::bind() {
         if (res.status == 413) slug = "payload-too-large", detail = "the request body is larger than the server accepts";
         if (res.status == 400) slug = "invalid-request", detail = "the HTTP request is malformed";
         const Reply r = Reply::problem(res.status, slug, res.status == 413 ? "Payload too large" : "Request refused", detail);
+        res.set_header("Cache-Control", "no-store");
         res.set_content(r.body.dump(), "application/problem+json");
     });
     const int port = cfg.port == 0 ? s.bind_to_any_port(cfg.listen) : (s.bind_to_port(cfg.listen, cfg.port) ? cfg.port : -1);

@@ -230,14 +230,19 @@ Reply Service::list_subscribers(const Caller&, const SubscriberQuery& q) {
         q.state != "expired") {
         return bad_request("state must be pending, active, deprovisioned or expired");
     }
-    if (!q.device.empty() && !DeviceId::parse(q.device)) return bad_request("device must be a device id");
+    std::string device;
+    if (!q.device.empty()) {
+        auto d = DeviceId::parse(q.device);
+        if (!d) return bad_request("device must be a device id");
+        device = d->to_string();  // canonical lower case
+    }
     if (q.limit < 1 || q.limit > 500) return bad_request("limit must be from 1 to 500");
     if (!q.cursor.empty() && !Imsi::parse(q.cursor)) return bad_request("cursor must be an IMSI from a previous page");
     if (q.provisioner.size() > 64) return bad_request("provisioner must be a provisioner id");
     std::string sql = "SELECT " + std::string(kSubscriberColumns) + " FROM subscribers WHERE imsi > ?";
     std::vector<Value> params{q.cursor};
     if (!q.state.empty()) sql += " AND state = ?", params.emplace_back(q.state);
-    if (!q.device.empty()) sql += " AND device_id = ?", params.emplace_back(q.device);
+    if (!device.empty()) sql += " AND device_id = ?", params.emplace_back(device);
     if (!q.provisioner.empty()) sql += " AND provisioner_id = ?", params.emplace_back(q.provisioner);
     if (q.since > 0) sql += " AND created_at >= ?", params.emplace_back(q.since);
     if (q.until > 0) sql += " AND created_at < ?", params.emplace_back(q.until);
@@ -272,8 +277,10 @@ Reply Service::get_subscriber(const Caller&, const std::string& imsi) {
     return Reply::success(*found);
 }
 
-Reply Service::get_device(const Caller&, const std::string& device_id) {
-    if (!DeviceId::parse(device_id)) return bad_request("the device id must be 26 base32 characters");
+Reply Service::get_device(const Caller&, const std::string& raw_id) {
+    auto parsed = DeviceId::parse(raw_id);
+    if (!parsed) return bad_request("the device id must be 26 base32 characters");
+    const std::string device_id = parsed->to_string();
     std::optional<json> found;
     auto st = db_.read([&](Connection& conn) -> Status {
         auto rows = conn.query("SELECT device_id, identity_key, box_key, vouched_by, owner_counter, notice, created_at "

@@ -262,7 +262,10 @@ Reply Service::mint_bundle(const Caller& c, const json& body) {
     if (!refusal.empty()) {
         return reject(c, "bundle.mint", target, 403, "device-not-vouched", "Forbidden", refusal);
     }
-    if (!conflict.empty()) return reject(c, "bundle.mint", target, 409, "conflict", "Conflict", conflict);
+    if (!conflict.empty()) {
+        const bool exhausted = conflict.find("IMSI range") != std::string::npos;
+        return reject(c, "bundle.mint", target, 409, exhausted ? "imsi-range-exhausted" : "conflict", "Conflict", conflict);
+    }
     if (!st) return storage_failure(st.error());
     if (status == 201) metrics_.add("credprov_bundles_issued_total");
     return Reply::success(result, status);
@@ -325,8 +328,10 @@ Reply Service::submit_receipt(const Caller& c, const json& body) {
                 return refuse(409, "field-authorisation-used",
                               "this field authorisation was already activated; a second receipt changes nothing and was reported");
             }
+            if (a.str(1) == "expired" || (a.str(1) == "reserved" && a.i64(4) < t)) {
+                return refuse(410, "expired", "the field authorisation has expired");
+            }
             if (a.str(1) != "reserved") return refuse(409, "field-authorisation-" + a.str(1), "the field authorisation is " + a.str(1));
-            if (a.i64(4) < t) return refuse(410, "expired", "the field authorisation has expired");
             if (device == nullptr) return refuse(400, "invalid-request", "field 'device' is required for a field-mode receipt");
             std::string refusal;
             auto v = vouch_device(conn, c, *device, refusal);
@@ -397,6 +402,13 @@ Reply Service::submit_receipt(const Caller& c, const json& body) {
         Digest object_hash{};
         (void)key_from_hex(s.str(4), object_hash);
         const bool valid = device_id && verify_receipt(*receipt, identity, *device_id, object_hash, pkh).ok();
+        if (s.str(6) == receipt_b64) {
+            // The same receipt again (a retry after a lost answer): the
+            // subscriber's current state, whatever happened since.
+            outcome = Outcome::same;
+            result = {{"imsi", imsi}, {"state", state}, {"mode", "sealed"}, {"device_id", s.str(1)}};
+            return {};
+        }
         if (state == "active") {
             if (s.str(6) == receipt_b64 || (valid && receipt->result == ReceiptResult::committed)) {
                 outcome = Outcome::same;
@@ -405,8 +417,10 @@ Reply Service::submit_receipt(const Caller& c, const json& body) {
             }
             return refuse(422, "invalid-receipt", "the receipt does not verify for this device, bundle and provisioner");
         }
+        if (state == "expired" || (state == "pending" && s.i64(5) < t)) {
+            return refuse(410, "expired", "the pending subscriber expired before the receipt arrived");
+        }
         if (state != "pending") return refuse(409, "subscriber-" + state, "the subscriber is " + state);
-        if (s.i64(5) < t) return refuse(410, "expired", "the pending subscriber expired before the receipt arrived");
         if (!valid) return refuse(422, "invalid-receipt", "the receipt does not verify for this device, bundle and provisioner");
         if (receipt->result != ReceiptResult::committed) {
             outcome = Outcome::rejected_by_device;
@@ -520,6 +534,7 @@ Reply Service::return_field_pool(const Caller& c, const std::string& pool_id, co
     const json* ids = f.get("ids", false);
     if (!f.done()) return bad_request(f.error());
     std::vector<std::string> wanted;
+    const bool all = ids == nullptr;  // an explicit empty list returns nothing
     if (ids) {
         if (!ids->is_array() || ids->size() > 10000) return bad_request("field 'ids' must be a list of authorisation ids");
         for (const auto& id : *ids) {
@@ -543,7 +558,7 @@ Reply Service::return_field_pool(const Caller& c, const std::string& pool_id, co
             return {};
         }
         returned = 0;
-        if (wanted.empty()) {
+        if (all) {
             auto upd = conn.exec("UPDATE field_authorisations SET state = 'returned' WHERE pool_id = ? AND state = 'reserved'",
                                  {pool_id});
             if (!upd) return upd.error();
@@ -569,12 +584,13 @@ Reply Service::return_field_pool(const Caller& c, const std::string& pool_id, co
 
 // ---- deprovisioning ---------------------------------------------------------------------------
 
-Reply Service::deprovision_device(const Caller& c, const std::string& device_id, const json& body) {
+Reply Service::deprovision_device(const Caller& c, const std::string& raw_id, const json& body) {
     Fields f(body);
     auto reason = f.text("reason", 1, 200);
     if (!f.done()) return bad_request(f.error());
-    auto id = DeviceId::parse(device_id);
+    auto id = DeviceId::parse(raw_id);
     if (!id) return bad_request("the device id must be 26 base32 characters");
+    const std::string device_id = id->to_string();  // canonical lower case
     if (c.kind == Caller::Kind::provisioner) {
         const Provisioner& p = *c.provisioner;
         if (std::find(p.operations.begin(), p.operations.end(), Operation::deprovision) == p.operations.end() ||
@@ -641,8 +657,10 @@ Reply Service::deprovision_device(const Caller& c, const std::string& device_id,
     return Reply::success(result);
 }
 
-Reply Service::device_notice(const Caller&, const std::string& device_id) {
-    if (!DeviceId::parse(device_id)) return bad_request("the device id must be 26 base32 characters");
+Reply Service::device_notice(const Caller&, const std::string& raw_id) {
+    auto parsed = DeviceId::parse(raw_id);
+    if (!parsed) return bad_request("the device id must be 26 base32 characters");
+    const std::string device_id = parsed->to_string();
     std::optional<json> found;
     auto st = db_.read([&](Connection& conn) -> Status {
         auto rows = conn.query("SELECT owner_counter, notice FROM devices WHERE device_id = ?", {device_id});

@@ -5,6 +5,8 @@
 //   label          print the label (device id, setup code, QR) and write PNG/SVG
 //   wipe           delete the credential locally (keeps identity and counters)
 //   aka            answer an AKA challenge with the stored credential
+//   attach         attach check against the operator's backend (network path)
+//   notice         fetch and apply the device's deprovisioning notice
 //
 // Commands that change the store take the same lock as credprov-agentd and
 // refuse while it runs. Output never contains private keys, K or OPc; only
@@ -29,6 +31,7 @@
 #include "credprov/agent/version.hpp"
 #include "credprov/aka/text_input.hpp"
 #include "credprov/aka/usim.hpp"
+#include "credprov/agent/network_path.hpp"
 
 namespace {
 
@@ -37,7 +40,7 @@ using namespace credprov::agent;
 
 // Exit codes, documented in target_agent/README.md.
 enum Exit : int { ok = 0, failure = 1, usage = 2, config = 3, store = 4, locked = 6, exists = 7, sync_failure = 8,
-                  not_authentic = 9 };
+                  not_authentic = 9, network = 10, deprovisioned = 11 };
 
 int fail(int code, const std::string& message) {
     std::fprintf(stderr, "credprov-agentctl: %s\n", message.c_str());
@@ -194,6 +197,37 @@ int cmd_aka(const AgentConfig& cfg, const std::string& rand_hex, const std::stri
     return Exit::ok;
 }
 
+// The network path: attach check or notice fetch against the backend. Both
+// may commit (SQN state, an applied notice), so they take the store lock.
+int cmd_network(const AgentConfig& cfg, bool attach, const std::string& url, const std::string& ca, bool json_out) {
+    StoreLock lock;
+    if (!take_lock(cfg, lock)) return fail(Exit::locked, "credprov-agentd is running on this store; stop it first");
+    auto st = Store::open(cfg.state_dir, cfg.effective_key_file());
+    if (!st) return fail(Exit::store, st.error().message);
+    auto client = make_http_backend_client(url, ca);
+    if (!client) return fail(Exit::usage, client.error().message);
+    const CommitState commit = [&](const AgentState& next) { return st->commit(next); };
+    auto report = attach ? attach_check(st->state(), **client, commit) : fetch_notice(st->state(), **client, commit);
+    if (!report) return fail(Exit::network, report.error().message);
+    if (json_out) {
+        std::printf("{\"verdict\":\"%s\",\"imsi\":\"%s\",\"resynchronised\":%s,\"notice_applied\":%s}\n",
+                    report->verdict.c_str(), report->imsi.c_str(), report->resynchronised ? "true" : "false",
+                    report->notice_applied ? "true" : "false");
+    } else {
+        std::printf("verdict          %s\n", report->verdict.c_str());
+        if (!report->imsi.empty()) std::printf("imsi             %s\n", report->imsi.c_str());
+        if (report->resynchronised) std::printf("sqn              resynchronised with the network\n");
+        if (report->notice_applied) {
+            std::printf("deprovisioned    credential wiped by the operator's notice (counter %llu)\n",
+                        static_cast<unsigned long long>(report->counter.value_or(0)));
+        }
+    }
+    if (report->notice_applied || report->verdict == "deprovisioned") return Exit::deprovisioned;
+    if (report->verdict == "rejected") return Exit::not_authentic;
+    if (report->verdict == "no-credential") return Exit::failure;
+    return Exit::ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -236,6 +270,16 @@ int main(int argc, char** argv) {
     auto* wipe = app.add_subcommand("wipe", "delete the credential locally (identity and counters stay)");
     bool yes = false;
     wipe->add_flag("--yes", yes, "confirm");
+
+    auto* attachcmd = app.add_subcommand("attach", "attach check against the operator's backend (applies a deprovisioning notice)");
+    auto* noticecmd = app.add_subcommand("notice", "fetch and apply this device's deprovisioning notice from the backend");
+    std::string backend_url, backend_ca;
+    bool net_json = false;
+    for (auto* c : {attachcmd, noticecmd}) {
+        c->add_option("--backend", backend_url, "backend base URL, e.g. https://hss.example.net:8443")->required();
+        c->add_option("--ca", backend_ca, "PEM file of the CA that signed the backend's certificate (default: the system's)");
+        c->add_flag("--json", net_json, "machine-readable output");
+    }
 
     auto* akacmd = app.add_subcommand("aka", "answer an AKA challenge with the stored credential (soft-USIM)");
     std::string rand_hex, autn_hex;
@@ -303,5 +347,7 @@ int main(int argc, char** argv) {
     if (*label) return cmd_label(cfg, png, svg, quiet);
     if (*wipe) return cmd_wipe(cfg, yes);
     if (*akacmd) return cmd_aka(cfg, rand_hex, autn_hex, update_sqn);
+    if (*attachcmd) return cmd_network(cfg, true, backend_url, backend_ca, net_json);
+    if (*noticecmd) return cmd_network(cfg, false, backend_url, backend_ca, net_json);
     return Exit::usage;
 }

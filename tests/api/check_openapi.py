@@ -25,6 +25,9 @@ becomes a type list with "null", and OpenAPI-only keywords are dropped.
 --require-coverage
                 every documented operation must appear in the trace at least once
                 with a 2xx status.
+--allow-unknown-path-404
+                a record for a path the document does not have passes when it is a
+                404 problem document (for tests that probe unknown paths).
 
 The document itself is checked too: required top-level keys, every $ref resolves,
 unique operationIds, declared path parameters, known security schemes, error
@@ -141,12 +144,14 @@ class Operation:
 
 
 class Checker:
-    def __init__(self, spec_path, max_errors):
+    def __init__(self, spec_path, max_errors, allow_unknown_404=False):
         self.failures = []
+        self.allow_unknown_404 = allow_unknown_404
+        self.unknown_404 = 0
         self.max_errors = max_errors
-        self.spec_ok = False
         self.operations = []
         self.validators = {}
+        self.converted_components = None
         try:
             with open(spec_path, "r", encoding="utf-8") as f:
                 self.raw = f.read()
@@ -177,7 +182,6 @@ class Checker:
 
     def check_spec(self):
         doc = self.doc
-        before = len(self.failures)
         if not isinstance(doc, dict):
             self.fail("spec: the document is not a JSON object")
             return
@@ -302,7 +306,6 @@ class Checker:
                             validator_class.check_schema(to_json_schema(mt["schema"]))
                         except jsonschema.exceptions.SchemaError as e:
                             self.fail("spec: %s %s %s: invalid schema: %s" % (o.label(), code, media, short(e.message)))
-        self.spec_ok = len(self.failures) == before
 
     # ---- matching -------------------------------------------------------------
 
@@ -336,14 +339,33 @@ class Checker:
         cache_key = (op.key(), code, media)
         v = self.validators.get(cache_key)
         if v is None:
-            components = copy.deepcopy(self.doc.get("components", {}))
-            components["schemas"] = {n: to_json_schema(s) for n, s in (components.get("schemas") or {}).items()}
-            root = {"allOf": [to_json_schema(schema)], "components": components}
+            if self.converted_components is None:
+                components = copy.deepcopy(self.doc.get("components", {}))
+                components["schemas"] = {n: to_json_schema(s) for n, s in (components.get("schemas") or {}).items()}
+                self.converted_components = components
+            # $ref '#/components/...' resolves against this root document.
+            root = {"allOf": [to_json_schema(schema)], "components": self.converted_components}
             v = jsonschema.Draft4Validator(root)
             self.validators[cache_key] = v
         return v
 
     # ---- records --------------------------------------------------------------
+
+    def check_unknown_path_404(self, head, rec):
+        """A request to a path the API does not have: the server's 404 problem document."""
+        self.unknown_404 += 1
+        if media_type(rec.get("content_type")) != PROBLEM_MEDIA:
+            self.fail("%s: an error must be %s, got %r" % (head, PROBLEM_MEDIA, rec.get("content_type")))
+            return
+        problem = (self.doc.get("components", {}).get("schemas") or {}).get("Problem")
+        if problem is None:
+            self.fail("%s: the document has no components/schemas/Problem to check an unknown path's 404 against" % head)
+            return
+        op = Operation("get", "(unknown path)", {"operationId": "unknown-path"})
+        v = self.validator_for(op, "404", PROBLEM_MEDIA, {"$ref": "#/components/schemas/Problem"})
+        errors = list(v.iter_errors(rec.get("body")))
+        if errors:
+            self.fail("%s: the 404 of an unknown path is not a Problem: %s" % (head, short(errors[0].message)))
 
     def check_record(self, where, rec):
         """Returns the matched Operation (or None) and appends failures."""
@@ -359,7 +381,10 @@ class Checker:
         head = "%s: %s %s -> %d" % (where, method, path, status)
         op, reason = self.find_operation(method, path)
         if op is None:
-            self.fail("%s: undocumented: %s" % (head, reason))
+            if self.allow_unknown_404 and status == 404 and reason == "the path is not documented":
+                self.check_unknown_path_404(head, rec)
+            else:
+                self.fail("%s: undocumented: %s" % (head, reason))
             return None
         responses = op.op["responses"]
         code = self.find_response_key(responses, status)
@@ -453,11 +478,14 @@ def main(argv=None):
     ap.add_argument("--routes", help="the server's route table: lines 'METHOD PATH [ACCESS]'")
     ap.add_argument("--require-coverage", action="store_true",
                     help="fail unless every documented operation was seen with a 2xx status")
+    ap.add_argument("--allow-unknown-path-404", action="store_true",
+                    help="accept a 404 problem document for a path the document does not have (a test probing "
+                    "unknown paths) instead of failing it as undocumented")
     ap.add_argument("--max-errors", type=int, default=5, help="schema errors shown per record (default 5)")
     ap.add_argument("-v", "--verbose", action="store_true", help="list the statuses seen for every operation")
     args = ap.parse_args(argv)
 
-    checker = Checker(args.spec, max(1, args.max_errors))
+    checker = Checker(args.spec, max(1, args.max_errors), args.allow_unknown_path_404)
     if checker.doc is None or not checker.operations:
         for f in checker.failures:
             print("FAIL " + f)
@@ -528,8 +556,10 @@ def main(argv=None):
             print("  %-55s %s" % (o.label(), text))
     elif uncovered and not args.require_coverage:
         print("operations never answered 2xx: " + ", ".join(o.operation_id for o in uncovered))
-    print("check_openapi: %d record(s) checked; operations covered (2xx) %d/%d; %d documented, %d failure(s)"
-          % (records, len(covered), len(checker.operations), len(checker.operations), len(checker.failures)))
+    if checker.unknown_404:
+        print("%d record(s) of unknown paths answered 404 (accepted by --allow-unknown-path-404)" % checker.unknown_404)
+    print("check_openapi: %d record(s) checked; operations covered (2xx) %d/%d; %d failure(s)"
+          % (records, len(covered), len(checker.operations), len(checker.failures)))
     return 1 if checker.failures else 0
 
 

@@ -256,12 +256,15 @@ private:
             << "[log]\nformat = \"json\"\nlevel = \"info\"\n"
             << options_.extra_toml;
     }
+    // CREDPROV_API_TRACE names a folder; each test process appends to its
+    // own trace-<pid>.jsonl there (CTest runs processes in parallel).
     void trace(const std::string& method, const std::string& path, const Resp& r) {
-        const char* file = std::getenv("CREDPROV_API_TRACE");
-        if (file == nullptr || *file == '\0') return;
+        const char* dir_name = std::getenv("CREDPROV_API_TRACE");
+        if (dir_name == nullptr || *dir_name == '\0') return;
         static std::mutex m;
         std::lock_guard lock(m);
-        std::ofstream out(file, std::ios::app);
+        std::filesystem::create_directories(dir_name);
+        std::ofstream out(std::filesystem::path(dir_name) / ("trace-" + std::to_string(::getpid()) + ".jsonl"), std::ios::app);
         json rec{{"method", method}, {"path", path}, {"status", r.status}, {"content_type", r.content_type}};
         rec["body"] = r.body.is_discarded() ? json(r.raw) : r.body;
         out << rec.dump() << "\n";

@@ -146,7 +146,7 @@ BACKEND_TEST_WITH(pending_expiry, "a pending subscriber without a receipt expire
     }
     CHECK(state == "expired");
     auto late = tech.submit(minted.body["object_id"].get<std::string>(), *resp->receipt);
-    CHECK(late.status == 409);
+    CHECK(late.status == 410);
     CHECK(lab.admin("GET", "/v1/subscribers/" + imsi).body["state"] == "expired");
     // The device may be registered afresh, with a new IMSI.
     auto fresh = tech.mint(dev);
@@ -259,8 +259,21 @@ BACKEND_TEST(attach_check, "the attach check authenticates the device, resynchro
     auto r4 = aka::usim_authenticate(keys, usim, aka::Rand{hex_array<16>(ch4.body["rand"])}, aka::Autn{hex_array<16>(ch4.body["autn"])});
     REQUIRE(r4.ok());
     CHECK(std::holds_alternative<aka::AkaSuccess>(*r4));
-    // The core network's resync endpoint rejects a forged AUTS.
+    // The core network's resync endpoint: a real AUTS resynchronises, a
+    // forged one is refused.
     auto core = lab.token_for("core-network");
+    for (int i = 0; i < 3; ++i) usim = usim.accepted(aka::make_sqn(aka::seq_of(usim.highest()) + 10, 0));
+    auto v = lab.admin("POST", "/v1/subscribers/" + reg.imsi + "/vectors", json::object(), core);
+    REQUIRE(v.status == 200);
+    const auto& vec = v.body["vectors"][0];
+    auto r5 = aka::usim_authenticate(keys, usim, aka::Rand{hex_array<16>(vec["rand"])}, aka::Autn{hex_array<16>(vec["autn"])});
+    REQUIRE(r5.ok());
+    auto* sync5 = std::get_if<aka::SyncFailure>(&*r5);
+    REQUIRE(sync5);
+    auto resynced = lab.admin("POST", "/v1/subscribers/" + reg.imsi + "/resync",
+                              json{{"rand", vec["rand"]}, {"auts", to_hex(sync5->auts.bytes)}}, core);
+    REQUIRE(resynced.status == 200);
+    CHECK(resynced.body["sqn"].get<std::uint64_t>() == usim.highest().value());
     auto forged = lab.admin("POST", "/v1/subscribers/" + reg.imsi + "/resync",
                             json{{"rand", ch4.body["rand"]}, {"auts", std::string(28, '0')}}, core);
     CHECK(forged.status == 422);

@@ -73,6 +73,18 @@ BACKEND_TEST(role_matrix, "authorisation matrix: every role against every route"
         }
     }
     CHECK(checked >= 4 * 25);
+    // The route table, for the OpenAPI conformance check.
+    if (const char* dir = std::getenv("CREDPROV_API_TRACE"); dir != nullptr && *dir != '\0') {
+        std::filesystem::create_directories(dir);
+        std::ofstream out(std::filesystem::path(dir) / "routes.txt");
+        for (const auto& route : backend::api_routes()) {
+            std::string access;
+            if (route.access.anonymous) access = "anonymous";
+            if (route.access.provisioner) access = "provisioner";
+            for (auto role : route.access.roles) access += (access.empty() ? "" : ",") + std::string(backend::to_string(role));
+            out << route.method << ' ' << route.path << ' ' << access << '\n';
+        }
+    }
 }
 
 BACKEND_TEST(hostile_input, "bad and hostile input is answered 4xx and writes nothing") {
@@ -198,6 +210,9 @@ BACKEND_TEST(revocation, "revoked admin tokens and provisioners are refused") {
     SimDevice dev(lab.trust());
     lab.import_device(dev.identity);
     REQUIRE(tech.token(dev.identity.id));
+    auto shown = lab.admin("GET", "/v1/provisioners/" + tech.id);
+    REQUIRE(shown.status == 200);
+    CHECK(shown.body["revoked"] == false);
     auto revoked = lab.admin("POST", "/v1/provisioners/" + tech.id + "/revoke", json{{"reason", "laptop stolen"}});
     REQUIRE(revoked.status == 200);
     CHECK(revoked.body["revoked"] == true);
