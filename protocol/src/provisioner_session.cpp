@@ -122,7 +122,7 @@ Status ProvisionerSession::read_pair_response(ByteView message) {
         if (auto s = verify_box_key(keys->identity, keys->box, keys->box_signature); !s) {
             return fail(make_error(ErrorCode::bad_signature, "device box key is not signed by its identity key"));
         }
-        device_keys_ = KnownDeviceKeys{keys->identity, keys->box};
+        device_keys_ = KnownDeviceKeys{keys->identity, keys->box, keys->box_signature};
         attestation_ = keys->attestation;
     } else if (!setup_.device_keys) {
         return fail(make_error(ErrorCode::malformed, "device did not send its keys"));

@@ -94,6 +94,9 @@ int cmd_status(const AgentConfig& cfg, bool json) {
                         cred->id.to_string().c_str(), cred->profile.imsi.str().c_str(), cred->profile.plmn.str().c_str(),
                         json_escape(cred->profile.network_name.str()).c_str(), cred->field_mode ? "true" : "false");
         }
+        // The public keys, as the backend's inventory import takes them.
+        std::printf(",\"identity_key\":\"%s\",\"box_key\":\"%s\",\"box_signature\":\"%s\"",
+                    to_hex(id.identity.public_key).c_str(), to_hex(id.box.public_key).c_str(), to_hex(id.box_signature).c_str());
         std::printf(",\"unconfirmed_attempts\":%u,\"retry_after_s\":%llu}\n", s.attempts.unconfirmed,
                     static_cast<unsigned long long>(next.retry_after_s));
         return Exit::ok;

@@ -45,7 +45,7 @@ struct Technician {
         s.key = &key;
         s.token = token;
         s.operator_certificate = lab.certificate;
-        s.device_keys = KnownDeviceKeys{d.identity.identity.public_key, d.identity.box.public_key};
+        s.device_keys = KnownDeviceKeys{d.identity.identity.public_key, d.identity.box.public_key, std::nullopt};
         s.modes = modes;
         s.now = static_cast<std::uint64_t>(std::time(nullptr));
         ProvisionerSession p(std::move(s), d.code);

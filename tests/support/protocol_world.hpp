@@ -148,7 +148,7 @@ struct World {
         s.key = &provisioner;
         s.token = std::move(tok);
         s.operator_certificate = certificate;
-        if (keys_known) s.device_keys = KnownDeviceKeys{device.identity.public_key, device.box.public_key};
+        if (keys_known) s.device_keys = KnownDeviceKeys{device.identity.public_key, device.box.public_key, std::nullopt};
         s.modes = modes;
         s.now = kNow;
         return s;

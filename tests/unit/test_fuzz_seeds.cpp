@@ -44,7 +44,7 @@ std::vector<Seed> device_session_seeds() {
         setup.key = &k.provisioner;
         setup.token = samples::token();
         setup.operator_certificate = samples::certificate();
-        if (keys_known) setup.device_keys = KnownDeviceKeys{k.device.identity.public_key, k.device.box.public_key};
+        if (keys_known) setup.device_keys = KnownDeviceKeys{k.device.identity.public_key, k.device.box.public_key, std::nullopt};
         setup.now = kNow;
         ProvisionerSession prov(std::move(setup), samples::fixed_code());
 

@@ -24,7 +24,7 @@ public:
 
 private:
     static Result<Answer> answer(const httplib::Result& r) {
-        if (!r) return make_error(ErrorCode::io, "the backend is unreachable: " + httplib::to_string(r.error()));
+        if (!r) return make_error(ErrorCode::io, "cannot reach the backend (" + httplib::to_string(r.error()) + " error)");
         return Answer{r->status, r->body};
     }
     httplib::Client cli_;

@@ -27,6 +27,9 @@ namespace credprov {
 struct KnownDeviceKeys {
     crypto::SignPublicKey identity{};
     crypto::BoxPublicKey box{};
+    // The identity key's signature over the box key, when the device sent
+    // its keys (M2): the backend checks it before sealing to the box key.
+    std::optional<crypto::Signature> box_signature;
 };
 
 struct ProvisionerSetup {
