@@ -4,7 +4,7 @@
 //   credprov-backend [-c FILE] init             operator key, data key, database, first admin token
 //   credprov-backend root create|certify        the provisioning root (may stay offline)
 //   credprov-backend [-c FILE] operator ...     export-public, import-certificate, rotate
-//   credprov-backend [-c FILE] admin-token|provisioner|manufacturer|inventory|subscriber|device|audit ...
+//   credprov-backend [-c FILE] admin-token|enrolment-token|provisioner|manufacturer|inventory|subscriber|device|audit ...
 //
 // Exit codes: 0 success, 1 usage, 2 configuration, 3 storage, 4 keys,
 // 5 refused by the service (the problem is printed), 6 audit chain broken.
@@ -346,6 +346,17 @@ int main(int argc, char** argv) {
     prov_revoke->add_option("id", prov_id, "provisioner id")->required();
     prov_revoke->add_option("--reason", prov_reason, "why")->required();
 
+    auto* enr_cmd = app.add_subcommand("enrolment-token", "one-time tokens with which a technician's tool enrols its own key");
+    enr_cmd->require_subcommand(1);
+    auto* enr_create = enr_cmd->add_subcommand("create", "issue a token (printed once; give it to the technician)");
+    std::string enr_name, enr_prefix;
+    std::vector<std::string> enr_ops;
+    std::int64_t enr_ttl = 86400;
+    enr_create->add_option("--name", enr_name, "technician or tool name")->required();
+    enr_create->add_option("--operations", enr_ops, "operations the enrolled provisioner may ask tokens for")->required()->delimiter(',');
+    enr_create->add_option("--device-prefix", enr_prefix, "restrict to device ids with this prefix (hex)");
+    enr_create->add_option("--ttl", enr_ttl, "seconds until the token expires")->capture_default_str()->check(CLI::Range(60, 30 * 86400));
+
     auto* mfr_cmd = app.add_subcommand("manufacturer", "manufacturers whose attestations vouch for devices");
     mfr_cmd->require_subcommand(1);
     auto* mfr_add = mfr_cmd->add_subcommand("add", "add a manufacturer key");
@@ -498,6 +509,11 @@ int main(int argc, char** argv) {
         if (*prov_list) return print_reply(s.list_provisioners(me));
         if (*prov_revoke) return print_reply(s.revoke_provisioner(me, prov_id, {{"reason", prov_reason}}));
         if (*mfr_add) return print_reply(s.add_manufacturer(me, {{"name", mfr_name}, {"public_key", mfr_key}}));
+        if (*enr_create) {
+            json body{{"name", enr_name}, {"operations", enr_ops}, {"ttl_s", enr_ttl}};
+            if (!enr_prefix.empty()) body["device_prefix"] = enr_prefix;
+            return print_reply(s.create_enrolment_token(me, body));
+        }
         if (*inv_import) {
             std::ifstream in(inv_file);
             std::stringstream ss;

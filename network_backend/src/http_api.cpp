@@ -79,6 +79,12 @@ std::vector<Route> build_routes() {
         [](Service& s, const Caller& c, const Params& p, const json& b, const httplib::Request&) {
             return s.revoke_provisioner(c, p[0], b);
         });
+    add("POST", "/v1/enrolment-tokens", roles({kAdmin, kManager}),
+        [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) {
+            return s.create_enrolment_token(c, b);
+        });
+    add("POST", "/v1/enrol", anyone(),
+        [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.enrol_with_token(c, b); });
     add("POST", "/v1/manufacturers", roles({kAdmin}),
         [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.add_manufacturer(c, b); });
     add("GET", "/v1/manufacturers", roles({kAdmin, kManager, kAuditor}),

@@ -291,6 +291,142 @@ Reply Service::revoke_provisioner(const Caller& c, const std::string& id, const 
     return Reply::success(*found);
 }
 
+// ---- enrolment tokens --------------------------------------------------------------------
+
+namespace {
+constexpr std::string_view kEnrolmentPrefix = "cpe_";
+std::string enrolment_hash(std::string_view token) {
+    return to_hex(crypto::sha512({as_bytes("credprov/v1 enrolment-token"), ByteView(), as_bytes(token)}));
+}
+}  // namespace
+
+Reply Service::create_enrolment_token(const Caller& c, const json& body) {
+    Fields f(body);
+    auto name = f.text("name", 1, 64);
+    auto ops = f.operations("operations");
+    auto prefix = f.hex_bytes("device_prefix", 0, DeviceId::kBytes, false);
+    auto ttl = f.integer("ttl_s", 60, 30 * 86400, false);
+    if (!f.done()) return bad_request(f.error());
+    ByteArray<32> secret{};
+    crypto::random_bytes(secret);
+    std::string token = std::string(kEnrolmentPrefix) + to_hex(secret);
+    sodium_memzero(secret.data(), secret.size());
+    const std::string id = random_id("enr_").substr(0, 20);
+    const auto t = static_cast<std::int64_t>(now());
+    const std::int64_t expires = t + ttl.value_or(86400);
+    const Bytes pre = prefix.value_or(Bytes{});
+    auto st = db_.transact([&](Connection& conn) -> Status {
+        auto ins = conn.exec("INSERT INTO enrolment_tokens (id, token_hash, name, operations, device_prefix, created_by, "
+                             "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             {id, enrolment_hash(token), *name, operations_text(*ops), to_hex(pre), c.actor(), t, expires});
+        if (!ins) return ins.error();
+        return audit(conn, c, "enrolment-token.create", "enrolment:" + id, "ok",
+                     "for " + *name + ", operations " + operations_text(*ops));
+    });
+    if (!st) {
+        sodium_memzero(token.data(), token.size());
+        return storage_failure(st.error());
+    }
+    Reply r = Reply::success({{"id", id},
+                              {"name", *name},
+                              {"token", token},
+                              {"operations", operations_json(*ops)},
+                              {"device_prefix", to_hex(pre)},
+                              {"expires_at", expires}},
+                             201);
+    sodium_memzero(token.data(), token.size());
+    return r;
+}
+
+Reply Service::enrol_with_token(const Caller& c, const json& body) {
+    Fields f(body);
+    auto token = f.text("enrolment_token", 1, 80);
+    auto key = f.hex<32>("public_key");
+    auto proof = f.hex<64>("proof");
+    auto name = f.text("name", 1, 64, false);
+    if (!f.done()) return bad_request(f.error());
+    if (!token->starts_with(kEnrolmentPrefix) || token->size() != kEnrolmentPrefix.size() + 64) {
+        record_auth_failure("enrolment-token", c.remote, "malformed enrolment token");
+        return Reply::problem(401, "unauthenticated", "Authentication required", "the enrolment token is not valid");
+    }
+    if (!crypto::verify(*key, kEnrolmentContext, as_bytes(*token), *proof)) {
+        record_auth_failure("enrolment-proof", c.remote, "proof of key possession does not verify");
+        return Reply::problem(422, "invalid-proof", "Proof refused",
+                              "the proof is not a signature by this key over the enrolment token");
+    }
+    const std::string key_hex = to_hex(*key);
+    json result;
+    int status = 201;
+    std::string refusal;
+    int refusal_status = 401;
+    auto st = db_.transact([&](Connection& conn) -> Status {
+        auto rows = conn.query("SELECT id, name, operations, device_prefix, expires_at, used_at, provisioner_id FROM "
+                               "enrolment_tokens WHERE token_hash = ?" + std::string(conn.for_update()),
+                               {enrolment_hash(*token)});
+        if (!rows) return rows.error();
+        if (rows->empty()) {
+            refusal = "the enrolment token is not valid";
+            return {};
+        }
+        const Row& e = rows->front();
+        const std::string enrolment_id = e.str(0);
+        if (!e.is_null(5)) {
+            // Spent: the same key again is a retry and gets the same answer.
+            auto p = conn.query("SELECT " + std::string(kProvisionerColumns) + " FROM provisioners WHERE id = ?", {e.str(6)});
+            if (!p) return p.error();
+            if (!p->empty() && p->front().str(2) == key_hex) {
+                status = 200;
+                result = provisioner_json(p->front());
+            } else {
+                refusal = "the enrolment token was already used";
+                refusal_status = 409;
+            }
+            return {};
+        }
+        const auto t = static_cast<std::int64_t>(now());
+        if (e.i64(4) < t) {
+            refusal = "the enrolment token expired";
+            refusal_status = 410;
+            return {};
+        }
+        auto taken = conn.query("SELECT id FROM provisioners WHERE public_key = ?", {key_hex});
+        if (!taken) return taken.error();
+        if (!taken->empty()) {
+            refusal = "this key is already enrolled";
+            refusal_status = 409;
+            return {};
+        }
+        const std::string id = random_id("prv_").substr(0, 20);
+        const std::string pname = name.value_or(e.str(1));
+        auto ins = conn.exec("INSERT INTO provisioners (id, name, public_key, key_hash, operations, device_prefix, created_at) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             {id, pname, key_hex, to_hex(digest(*key)), e.str(2), e.str(3), t});
+        if (!ins) return ins.error();
+        auto used = conn.exec("UPDATE enrolment_tokens SET used_at = ?, provisioner_id = ? WHERE id = ?", {t, id, enrolment_id});
+        if (!used) return used.error();
+        Caller self = c;
+        self.kind = Caller::Kind::provisioner;
+        self.id = id;
+        if (auto a = audit(conn, self, "provisioner.enrol", "provisioner:" + id, "ok", "with enrolment token " + enrolment_id); !a) {
+            return a;
+        }
+        auto back = conn.query("SELECT " + std::string(kProvisionerColumns) + " FROM provisioners WHERE id = ?", {id});
+        if (!back) return back.error();
+        result = provisioner_json(back->front());
+        return {};
+    });
+    if (!st) return storage_failure(st.error());
+    if (!refusal.empty()) {
+        if (refusal_status == 401) {
+            record_auth_failure("enrolment-token", c.remote, refusal);
+            return Reply::problem(401, "unauthenticated", "Authentication required", refusal);
+        }
+        return reject(c, "provisioner.enrol", "key:" + key_hex, refusal_status, refusal_status == 410 ? "expired" : "conflict",
+                      refusal_status == 410 ? "Gone" : "Conflict", refusal);
+    }
+    return Reply::success(result, status);
+}
+
 // ---- manufacturers and inventory -------------------------------------------------------
 
 Reply Service::add_manufacturer(const Caller& c, const json& body) {

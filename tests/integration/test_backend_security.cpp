@@ -389,3 +389,50 @@ BACKEND_TEST(crash_during_registrations, "SIGKILL during a stream of registratio
     CHECK(active.body["items"].size() == static_cast<std::size_t>(kDevices));
     MESSAGE(completed, " registrations completed after the restart");
 }
+
+BACKEND_TEST(enrolment_tokens, "a technician's tool enrols its own key with a one-time enrolment token") {
+    auto manager = lab.token_for("provisioner-manager");
+    auto issued = lab.admin("POST", "/v1/enrolment-tokens",
+                            json{{"name", "van 12"}, {"operations", {"query", "deliver-sealed"}}, {"ttl_s", 600}}, manager);
+    REQUIRE(issued.status == 201);
+    const std::string token = issued.body["token"].get<std::string>();
+    CHECK(token.starts_with("cpe_"));
+    const auto key = crypto::generate_signing_key();
+    auto proof = [&](const crypto::SigningKey& k, const std::string& t) {
+        return to_hex(crypto::sign(k, backend::kEnrolmentContext, as_bytes(t)));
+    };
+    const std::string before = lab.state_fingerprint();
+    // Without proof of the key, or with a made-up token: refused, nothing written.
+    auto stranger = crypto::generate_signing_key();
+    CHECK(lab.anon("POST", "/v1/enrol", json{{"enrolment_token", token}, {"public_key", to_hex(key.public_key)},
+                                             {"proof", proof(stranger, token)}})
+              .status == 422);
+    const std::string fake = "cpe_" + std::string(64, 'a');
+    CHECK(lab.anon("POST", "/v1/enrol", json{{"enrolment_token", fake}, {"public_key", to_hex(key.public_key)},
+                                             {"proof", proof(key, fake)}})
+              .status == 401);
+    CHECK(lab.state_fingerprint() == before);
+
+    auto enrolled = lab.anon("POST", "/v1/enrol",
+                             json{{"enrolment_token", token}, {"public_key", to_hex(key.public_key)}, {"proof", proof(key, token)}});
+    REQUIRE(enrolled.status == 201);
+    CHECK(enrolled.body["name"] == "van 12");
+    CHECK(enrolled.body["operations"] == json::array({"query", "deliver-sealed"}));
+    // A retry with the same key converges; another key cannot reuse the token.
+    auto again = lab.anon("POST", "/v1/enrol",
+                          json{{"enrolment_token", token}, {"public_key", to_hex(key.public_key)}, {"proof", proof(key, token)}});
+    CHECK(again.status == 200);
+    CHECK(again.body["id"] == enrolled.body["id"]);
+    CHECK(lab.anon("POST", "/v1/enrol", json{{"enrolment_token", token}, {"public_key", to_hex(stranger.public_key)},
+                                             {"proof", proof(stranger, token)}})
+              .status == 409);
+    // The enrolled key works for its operations.
+    SimDevice dev(lab.trust());
+    lab.import_device(dev.identity);
+    auto tok = lab.signed_by(key, "POST", "/v1/tokens",
+                             json{{"device_id", dev.identity.id.to_string()}, {"operations", {"deliver-sealed"}}});
+    CHECK(tok.status == 201);
+    auto denied = lab.signed_by(key, "POST", "/v1/tokens",
+                                json{{"device_id", dev.identity.id.to_string()}, {"operations", {"deprovision"}}});
+    CHECK(denied.status == 403);
+}

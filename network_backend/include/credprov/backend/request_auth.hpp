@@ -21,6 +21,9 @@
 namespace credprov::backend {
 
 inline constexpr std::string_view kRequestContext = "credprov/v1 backend-request";
+// A provisioner proves it holds the key it enrols: Ed25519 over the
+// enrolment token's text under this context.
+inline constexpr std::string_view kEnrolmentContext = "credprov/v1 provisioner-enrolment";
 inline constexpr std::string_view kSignatureScheme = "Credprov-Signature";
 
 struct RequestSignature {

@@ -102,6 +102,11 @@ public:
     [[nodiscard]] Reply get_provisioner(const Caller& c, const std::string& id);
     [[nodiscard]] Reply revoke_provisioner(const Caller& c, const std::string& id, const json& body);
 
+    // One-time enrolment tokens: issued by an admin for a technician, spent
+    // by the technician's tool to register its own key (proving possession).
+    [[nodiscard]] Reply create_enrolment_token(const Caller& c, const json& body);
+    [[nodiscard]] Reply enrol_with_token(const Caller& c, const json& body);
+
     [[nodiscard]] Reply add_manufacturer(const Caller& c, const json& body);
     [[nodiscard]] Reply list_manufacturers(const Caller& c);
     [[nodiscard]] Reply import_inventory(const Caller& c, const json& body);
