@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 
+#include "credprov/common/key_file.hpp"
 #include "credprov/protocol/crypto.hpp"
 #include "credprov/protocol/result.hpp"
 #include "credprov/protocol/secret.hpp"
@@ -20,21 +21,12 @@
 
 namespace credprov::backend {
 
-// Seeds of one key pair (sign seed || box seed); the root uses only the first.
-struct KeySeeds {
-    Secret<32> sign;
-    Secret<32> box;
-    [[nodiscard]] static KeySeeds random();
-};
-
-// Writes a new key file; fails if `path` exists. An empty passphrase writes
-// it unencrypted (still 0600).
-[[nodiscard]] Status write_key_file(const std::filesystem::path& path, const KeySeeds& seeds,
-                                    std::string_view passphrase = {});
-[[nodiscard]] Result<KeySeeds> read_key_file(const std::filesystem::path& path, std::string_view passphrase = {});
-// Writes a small non-secret file atomically (certificates, public keys).
-[[nodiscard]] Status write_public_file(const std::filesystem::path& path, std::string_view content);
-[[nodiscard]] Result<std::string> read_text_file(const std::filesystem::path& path, std::size_t max_bytes = 1 << 16);
+// Key files live in common/ (shared with the provisioner).
+using credprov::KeySeeds;
+using credprov::read_key_file;
+using credprov::read_text_file;
+using credprov::write_key_file;
+using credprov::write_public_file;
 
 // The operator's keys in memory.
 struct OperatorIdentity {
