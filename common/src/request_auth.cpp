@@ -1,9 +1,9 @@
 // Provisioner request signatures (see request_auth.hpp).
-#include "credprov/backend/request_auth.hpp"
+#include "credprov/common/request_auth.hpp"
 
 #include <charconv>
 
-namespace credprov::backend {
+namespace credprov {
 
 Bytes request_signing_input(std::string_view method, std::string_view target, std::uint64_t timestamp,
                             std::string_view body) {
@@ -73,4 +73,4 @@ Status verify_request(const RequestSignature& sig, std::string_view method, std:
                           sig.signature);
 }
 
-}  // namespace credprov::backend
+}  // namespace credprov
