@@ -28,6 +28,7 @@
 #include "credprov/agent/label.hpp"
 #include "credprov/agent/lifecycle.hpp"
 #include "credprov/agent/store.hpp"
+#include "credprov/agent/tpm_counter.hpp"
 #include "credprov/agent/version.hpp"
 #include "credprov/aka/text_input.hpp"
 #include "credprov/aka/usim.hpp"
@@ -62,6 +63,18 @@ bool take_lock(const AgentConfig& cfg, StoreLock& lock) {
     return lock.fd >= 0 && ::flock(lock.fd, LOCK_EX | LOCK_NB) == 0;
 }
 
+// The store's monotonic counter ([tpm]), opened only where it will be used:
+// factory-init defines its NV index for a new store, the other commands need
+// it for an existing one. Null (no_counter()) without [tpm], and when the
+// command is refused before any counter is used (factory-init over an
+// existing store, another command without a store): those errors come first.
+Result<std::unique_ptr<MonotonicCounter>> store_counter(const AgentConfig& cfg, bool creating) {
+    auto present = Store::exists(cfg.state_dir);
+    if (!present) return present.error();
+    if (*present == creating) return std::unique_ptr<MonotonicCounter>{};
+    return open_configured_counter(cfg, /*define_if_missing=*/creating);
+}
+
 std::string json_escape(std::string_view s) {
     std::string out;
     for (char c : s) {
@@ -77,8 +90,8 @@ const char* owner_state_name(const AgentState& s) {
     return s.record.owner ? "owned" : "unowned";
 }
 
-int cmd_status(const AgentConfig& cfg, bool json) {
-    auto st = Store::open(cfg.state_dir, cfg.effective_key_file());
+int cmd_status(const AgentConfig& cfg, MonotonicCounter& counter, bool json) {
+    auto st = Store::open(cfg.state_dir, cfg.effective_key_file(), real_fs(), counter);
     if (!st) return fail(Exit::store, st.error().message);
     const AgentState& s = st->state();
     const DeviceIdentity id = identity_from_state(s);
@@ -120,8 +133,9 @@ int cmd_status(const AgentConfig& cfg, bool json) {
     return Exit::ok;
 }
 
-int cmd_label(const AgentConfig& cfg, const std::string& png, const std::string& svg, bool quiet) {
-    auto st = Store::open(cfg.state_dir, cfg.effective_key_file());
+int cmd_label(const AgentConfig& cfg, MonotonicCounter& counter, const std::string& png, const std::string& svg,
+              bool quiet) {
+    auto st = Store::open(cfg.state_dir, cfg.effective_key_file(), real_fs(), counter);
     if (!st) return fail(Exit::store, st.error().message);
     const AgentState& s = st->state();
     auto code = SetupCode::parse(std::string_view(reinterpret_cast<const char*>(s.setup_code.data()), s.setup_code.size()));
@@ -143,11 +157,11 @@ int cmd_label(const AgentConfig& cfg, const std::string& png, const std::string&
     return Exit::ok;
 }
 
-int cmd_wipe(const AgentConfig& cfg, bool yes) {
+int cmd_wipe(const AgentConfig& cfg, MonotonicCounter& counter, bool yes) {
     if (!yes) return fail(Exit::usage, "wipe deletes the credential; run again with --yes to confirm");
     StoreLock lock;
     if (!take_lock(cfg, lock)) return fail(Exit::locked, "credprov-agentd is running on this store; stop it first");
-    auto st = Store::open(cfg.state_dir, cfg.effective_key_file());
+    auto st = Store::open(cfg.state_dir, cfg.effective_key_file(), real_fs(), counter);
     if (!st) return fail(Exit::store, st.error().message);
     if (!st->state().record.credential) {
         std::printf("no credential to wipe\n");
@@ -164,7 +178,8 @@ int cmd_wipe(const AgentConfig& cfg, bool yes) {
 }
 
 // The soft-USIM answering one AKA challenge with the stored credential.
-int cmd_aka(const AgentConfig& cfg, const std::string& rand_hex, const std::string& autn_hex, bool update) {
+int cmd_aka(const AgentConfig& cfg, MonotonicCounter& counter, const std::string& rand_hex, const std::string& autn_hex,
+            bool update) {
     auto rand = aka::parse_rand(rand_hex);
     if (!rand) return fail(Exit::usage, rand.error().message);
     auto autn = aka::parse_autn(autn_hex);
@@ -173,7 +188,7 @@ int cmd_aka(const AgentConfig& cfg, const std::string& rand_hex, const std::stri
     if (update && !take_lock(cfg, lock)) {
         return fail(Exit::locked, "credprov-agentd is running on this store; stop it first to --update-sqn");
     }
-    auto st = Store::open(cfg.state_dir, cfg.effective_key_file());
+    auto st = Store::open(cfg.state_dir, cfg.effective_key_file(), real_fs(), counter);
     if (!st) return fail(Exit::store, st.error().message);
     const AgentState& s = st->state();
     if (!s.record.credential || !s.k || !s.opc) return fail(Exit::failure, "the device holds no credential");
@@ -202,10 +217,11 @@ int cmd_aka(const AgentConfig& cfg, const std::string& rand_hex, const std::stri
 
 // The network path: attach check or notice fetch against the backend. Both
 // may commit (SQN state, an applied notice), so they take the store lock.
-int cmd_network(const AgentConfig& cfg, bool attach, const std::string& url, const std::string& ca, bool json_out) {
+int cmd_network(const AgentConfig& cfg, MonotonicCounter& counter, bool attach, const std::string& url,
+                const std::string& ca, bool json_out) {
     StoreLock lock;
     if (!take_lock(cfg, lock)) return fail(Exit::locked, "credprov-agentd is running on this store; stop it first");
-    auto st = Store::open(cfg.state_dir, cfg.effective_key_file());
+    auto st = Store::open(cfg.state_dir, cfg.effective_key_file(), real_fs(), counter);
     if (!st) return fail(Exit::store, st.error().message);
     auto client = make_http_backend_client(url, ca);
     if (!client) return fail(Exit::usage, client.error().message);
@@ -337,7 +353,9 @@ int main(int argc, char** argv) {
             if (!a) return fail(Exit::usage, a.error().message);
             attestation = std::move(*a);
         }
-        auto created = factory_init(cfg, attestation);
+        auto counter = store_counter(cfg, /*creating=*/true);
+        if (!counter) return fail(Exit::store, counter.error().message);
+        auto created = factory_init(cfg, attestation, *counter ? **counter : no_counter());
         if (!created) {
             return fail(created.error().code == ErrorCode::already_provisioned ? Exit::exists : Exit::store,
                         created.error().message);
@@ -346,11 +364,15 @@ int main(int argc, char** argv) {
                     cfg.state_dir.c_str());
         return Exit::ok;
     }
-    if (*status) return cmd_status(cfg, json);
-    if (*label) return cmd_label(cfg, png, svg, quiet);
-    if (*wipe) return cmd_wipe(cfg, yes);
-    if (*akacmd) return cmd_aka(cfg, rand_hex, autn_hex, update_sqn);
-    if (*attachcmd) return cmd_network(cfg, true, backend_url, backend_ca, net_json);
-    if (*noticecmd) return cmd_network(cfg, false, backend_url, backend_ca, net_json);
+    // Every other command opens the existing store; the counter outlives it.
+    auto opened = store_counter(cfg, /*creating=*/false);
+    if (!opened) return fail(Exit::store, opened.error().message);
+    MonotonicCounter& counter = *opened ? **opened : no_counter();
+    if (*status) return cmd_status(cfg, counter, json);
+    if (*label) return cmd_label(cfg, counter, png, svg, quiet);
+    if (*wipe) return cmd_wipe(cfg, counter, yes);
+    if (*akacmd) return cmd_aka(cfg, counter, rand_hex, autn_hex, update_sqn);
+    if (*attachcmd) return cmd_network(cfg, counter, true, backend_url, backend_ca, net_json);
+    if (*noticecmd) return cmd_network(cfg, counter, false, backend_url, backend_ca, net_json);
     return Exit::usage;
 }

@@ -30,6 +30,7 @@
 #include "credprov/agent/config.hpp"
 #include "credprov/agent/lifecycle.hpp"
 #include "credprov/agent/store.hpp"
+#include "credprov/agent/tpm_counter.hpp"
 #include "credprov/agent/version.hpp"
 #include "credprov/protocol/device_session.hpp"
 #include "credprov/transport/stream_transport.hpp"
@@ -186,7 +187,23 @@ int main(int argc, char** argv) {
         return Exit::locked;
     }
 
-    auto store = open_or_create_store(cfg, /*log=*/true);
+    // The store's hardware monotonic counter ([tpm]): its NV index is defined
+    // only when the store is created here (first start), never for an
+    // existing store. Declared before the store, which refers to it.
+    auto first_start = Store::exists(cfg.state_dir);
+    if (!first_start) {
+        spdlog::error("store: {}", first_start.error().message);
+        return Exit::store;
+    }
+    auto counter = open_configured_counter(cfg, /*define_if_missing=*/!*first_start);
+    if (!counter) {
+        spdlog::error("store: {}", counter.error().message);
+        return Exit::store;
+    }
+    if (cfg.tpm) {
+        spdlog::info("rollback protection: TPM NV counter 0x{:08x} at {}", cfg.tpm->nv_index, cfg.tpm->tcti);
+    }
+    auto store = open_or_create_store(cfg, /*log=*/true, *counter ? **counter : no_counter());
     if (!store) {
         spdlog::error("store: {}", store.error().message);
         return Exit::store;

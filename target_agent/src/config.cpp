@@ -27,7 +27,7 @@ Result<AgentConfig> parse_config(std::string_view text, std::string_view origin)
     if (!parsed) return parsed.error();
     toml::table root = std::move(*parsed);
     AgentConfig c;
-    if (auto s = check_known(root, origin, {"agent", "backoff", "consent", "trust"}, "top level"); !s) return s.error();
+    if (auto s = check_known(root, origin, {"agent", "backoff", "consent", "trust", "tpm"}, "top level"); !s) return s.error();
 
     if (const toml::table* a = root["agent"].as_table()) {
         if (auto s = check_known(*a, origin,
@@ -122,6 +122,24 @@ Result<AgentConfig> parse_config(std::string_view text, std::string_view origin)
             if (!b) return b.error();
             c.trust.pinned_owner = OperatorKeys{*s, *b, name};
         }
+    }
+
+    if (const toml::table* t = root["tpm"].as_table()) {
+        if (auto s = check_known(*t, origin, {"tcti", "nv_index"}, "tpm"); !s) return s.error();
+        TpmConfig tpm;
+        if (auto s = read_string(*t, origin, "tcti", tpm.tcti); !s) return s.error();
+        if (const toml::node* n = t->get("nv_index")) {
+            const auto v = n->value<std::int64_t>();
+            if (!v || *v < 0x01000000 || *v > 0x01FFFFFF) {
+                return bad(origin, *n, "nv_index",
+                           "must be an NV index handle from 0x01000000 to 0x01FFFFFF (by convention in the owner "
+                           "range 0x01800000-0x01BFFFFF)");
+            }
+            tpm.nv_index = static_cast<std::uint32_t>(*v);
+        }
+        c.tpm = std::move(tpm);
+    } else if (root.contains("tpm")) {
+        return bad(origin, *root.get("tpm"), "tpm", "must be a table");
     }
     return c;
 }

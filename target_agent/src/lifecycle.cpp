@@ -11,7 +11,8 @@
 
 namespace credprov::agent {
 
-Result<Store> factory_init(const AgentConfig& cfg, const std::optional<SignedObject>& attestation) {
+Result<Store> factory_init(const AgentConfig& cfg, const std::optional<SignedObject>& attestation,
+                           MonotonicCounter& counter) {
     std::error_code ec;
     std::filesystem::create_directories(cfg.state_dir, ec);
     if (ec) return make_error(ErrorCode::storage, "cannot create " + cfg.state_dir.string() + ": " + ec.message());
@@ -24,10 +25,10 @@ Result<Store> factory_init(const AgentConfig& cfg, const std::optional<SignedObj
         initial.attestation = attestation;
         (void)id;
     }
-    return Store::create(cfg.state_dir, cfg.effective_key_file(), initial);
+    return Store::create(cfg.state_dir, cfg.effective_key_file(), initial, real_fs(), counter);
 }
 
-Result<Store> open_or_create_store(const AgentConfig& cfg, bool log) {
+Result<Store> open_or_create_store(const AgentConfig& cfg, bool log, MonotonicCounter& counter) {
     auto exists = Store::exists(cfg.state_dir);
     if (!exists) return exists.error();
     if (!*exists) {
@@ -37,14 +38,14 @@ Result<Store> open_or_create_store(const AgentConfig& cfg, bool log) {
                                   " and no trust anchor configured: run credprov-agentctl factory-init, or set "
                                   "[trust] provisioning_root in the configuration");
         }
-        auto created = factory_init(cfg, std::nullopt);
+        auto created = factory_init(cfg, std::nullopt, counter);
         if (created && log) {
             spdlog::info("first start: created device {} in {}",
                          identity_from_state(created->state()).id.to_string(), cfg.state_dir.string());
         }
         return created;
     }
-    return Store::open(cfg.state_dir, cfg.effective_key_file());
+    return Store::open(cfg.state_dir, cfg.effective_key_file(), real_fs(), counter);
 }
 
 Result<SignedObject> read_attestation_file(const std::filesystem::path& path) {

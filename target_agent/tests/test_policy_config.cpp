@@ -66,6 +66,38 @@ TEST_CASE("agent configuration: defaults, every key, and clear errors naming fil
     CHECK(syntax.error().message.rfind("agent.toml:1", 0) == 0);
 }
 
+TEST_CASE("agent configuration: [tpm] enables the TPM counter, with defaults and checked values") {
+    auto none = parse_config("[agent]\nlog_level = \"info\"\n", "agent.toml");
+    REQUIRE(none.ok());
+    CHECK_FALSE(none->tpm.has_value());  // no [tpm]: no hardware counter
+
+    auto defaults = parse_config("[tpm]\n", "agent.toml");
+    REQUIRE_MESSAGE(defaults.ok(), (defaults.ok() ? std::string() : defaults.error().message));
+    REQUIRE(defaults->tpm.has_value());
+    CHECK(defaults->tpm->tcti == "device:/dev/tpmrm0");
+    CHECK(defaults->tpm->nv_index == TpmConfig::kDefaultNvIndex);
+    CHECK(TpmConfig::kDefaultNvIndex >= 0x01800000);  // the owner range
+    CHECK(TpmConfig::kDefaultNvIndex <= 0x01BFFFFF);
+
+    auto set = parse_config("[tpm]\ntcti = \"swtpm:host=127.0.0.1,port=2321\"\nnv_index = 0x01800123\n", "agent.toml");
+    REQUIRE_MESSAGE(set.ok(), (set.ok() ? std::string() : set.error().message));
+    CHECK(set->tpm->tcti == "swtpm:host=127.0.0.1,port=2321");
+    CHECK(set->tpm->nv_index == 0x01800123);
+
+    auto outside = parse_config("[tpm]\nnv_index = 0x81000001\n", "agent.toml");  // a persistent-object handle
+    REQUIRE_FALSE(outside.ok());
+    CHECK(outside.error().message.find("agent.toml:2") != std::string::npos);
+    CHECK(outside.error().message.find("nv_index") != std::string::npos);
+    CHECK(outside.error().message.find("0x01000000") != std::string::npos);
+
+    CHECK_FALSE(parse_config("[tpm]\ntcti = \"\"\n", "agent.toml").ok());
+    CHECK_FALSE(parse_config("[tpm]\nnv_index = \"0x01800123\"\n", "agent.toml").ok());
+    auto typo = parse_config("[tpm]\nnvindex = 1\n", "agent.toml");
+    REQUIRE_FALSE(typo.ok());
+    CHECK(typo.error().message.find("unknown key 'nvindex' in [tpm]") != std::string::npos);
+    CHECK_FALSE(parse_config("tpm = true\n", "agent.toml").ok());
+}
+
 #include "credprov/agent/aka_check.hpp"
 
 TEST_CASE("the AKA self-check diagnostic passes on a correct Milenage") {

@@ -24,6 +24,15 @@ struct ConsentPolicy {
     std::uint64_t max_age_s{120};
 };
 
+// The store's hardware monotonic counter (STORE.md "Rollback"): a TPM 2.0
+// NV counter. Without a [tpm] table there is none and a restored old
+// snapshot of the store cannot be detected.
+struct TpmConfig {
+    static constexpr std::uint32_t kDefaultNvIndex = 0x0182A0C0;  // owner range 0x01800000-0x01BFFFFF
+    std::string tcti{"device:/dev/tpmrm0"};  // as tpm2-tss takes it, e.g. "swtpm:host=127.0.0.1,port=2321"
+    std::uint32_t nv_index{kDefaultNvIndex};
+};
+
 struct AgentConfig {
     std::filesystem::path state_dir{"/var/lib/credprov-agent"};
     std::filesystem::path key_file;  // empty: <state_dir>/store.key
@@ -36,6 +45,7 @@ struct AgentConfig {
     // afterwards the store is authoritative and these are only compared.
     DeviceTrust trust;
     std::size_t setup_code_digits{10};
+    std::optional<TpmConfig> tpm;  // [tpm] present: the store uses the TPM NV counter
 
     [[nodiscard]] std::filesystem::path effective_key_file() const {
         return key_file.empty() ? state_dir / "store.key" : key_file;

@@ -12,10 +12,13 @@
 namespace credprov::agent {
 
 // Creates identity, setup code and trust anchors in a new store;
-// ErrorCode::already_provisioned if one exists.
-[[nodiscard]] Result<Store> factory_init(const AgentConfig& cfg, const std::optional<SignedObject>& attestation);
+// ErrorCode::already_provisioned if one exists. `counter` is the store's
+// monotonic counter (open_configured_counter() or no_counter()) and must
+// outlive the store.
+[[nodiscard]] Result<Store> factory_init(const AgentConfig& cfg, const std::optional<SignedObject>& attestation,
+                                         MonotonicCounter& counter);
 // Opens the store, creating it on first start if the state directory holds none.
-[[nodiscard]] Result<Store> open_or_create_store(const AgentConfig& cfg, bool log);
+[[nodiscard]] Result<Store> open_or_create_store(const AgentConfig& cfg, bool log, MonotonicCounter& counter);
 [[nodiscard]] Result<SignedObject> read_attestation_file(const std::filesystem::path& path);
 
 // The fixed set of diagnostics: self-test, store check, AKA self-check,
