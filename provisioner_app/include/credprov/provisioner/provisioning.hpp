@@ -1,0 +1,78 @@
+// The provisioner role end to end: pairs with a device over a transport,
+// gets the authorisation and the sealed bundle from the backend, delivers,
+// and posts the device's receipt so the backend activates the subscriber.
+//
+// Resumable and idempotent: every attempt has an id in the journal; the
+// backend returns the same pending bundle for the same device, the device
+// returns its stored receipt for the same bundle, and a receipt that could
+// not be posted waits in the journal's queue (flush_queue) — so a retry after
+// a dropped link, a crash or an unreachable backend converges to one active
+// subscriber both sides agree on. No Qt, no printing: progress goes to a
+// callback. Never logs or returns key material.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "credprov/protocol/identifiers.hpp"
+#include "credprov/provisioner/backend_client.hpp"
+#include "credprov/provisioner/workspace.hpp"
+
+namespace credprov::provisioner {
+
+// Failure classes; the CLI's exit codes.
+enum class Outcome : int {
+    ok = 0,
+    usage = 1,          // bad arguments
+    not_enrolled = 2,   // no key or settings, or the backend refuses this provisioner
+    backend = 3,        // the backend is unreachable or refused a step
+    link = 4,           // the device is unreachable, the link dropped, or pairing failed
+    device_refused = 5, // the device refused the operation
+    queued = 6,         // provisioned, but the receipt waits in the queue for the backend
+    storage = 7,        // the local journal or key failed
+};
+
+struct FlowResult {
+    Outcome outcome{Outcome::ok};
+    std::string message;  // one plain sentence
+    nlohmann::json details = nlohmann::json::object();
+};
+
+struct Target {
+    DeviceId device;
+    std::string code;     // setup code digits (kept only for the session)
+    std::string address;  // tcp://host:port or unix:/path
+};
+
+// (step, of, what)
+using Progress = std::function<void(int, int, const std::string&)>;
+
+class Provisioner {
+public:
+    Provisioner(Workspace& ws, Settings settings, const crypto::SigningKey& key, Progress progress = {});
+
+    [[nodiscard]] FlowResult provision(const Target& t);
+    [[nodiscard]] FlowResult query(const Target& t);
+    [[nodiscard]] FlowResult deprovision(const DeviceId& device, const std::string& reason);
+    // Posts every queued receipt; stops counting at the first unreachable answer.
+    [[nodiscard]] FlowResult flush_queue();
+
+private:
+    BackendReply post(const std::string& path, const nlohmann::json& body);
+    FlowResult post_receipt(const Workspace::PendingReceipt& pending, Workspace::Operation& op);
+
+    Workspace& ws_;
+    Settings settings_;
+    const crypto::SigningKey& key_;
+    Progress progress_;
+    BackendClient backend_;
+};
+
+// Enrols this provisioner's key with an admin-issued enrolment token and
+// saves the settings. Idempotent for the same key and token.
+[[nodiscard]] FlowResult enroll(Workspace& ws, const std::string& backend_url, const std::string& ca_file,
+                                const std::string& enrolment_token, const std::string& name);
+
+}  // namespace credprov::provisioner

@@ -1,0 +1,73 @@
+// BackendClient over cpp-httplib.
+#include "credprov/provisioner/backend_client.hpp"
+
+#include <httplib.h>
+
+#include <ctime>
+
+#include "credprov/common/request_auth.hpp"
+
+namespace credprov::provisioner {
+
+std::string BackendReply::describe() const {
+    if (!reachable) return "backend unreachable (" + transport_error + ")";
+    std::string s = "HTTP " + std::to_string(status);
+    if (body.is_object() && body.contains("detail") && body["detail"].is_string()) s += ": " + body["detail"].get<std::string>();
+    return s;
+}
+
+struct BackendClient::Impl {
+    httplib::Client cli;
+    explicit Impl(const std::string& url) : cli(url) {}
+};
+
+Status BackendClient::check_url(const std::string& u) {
+    if (!u.starts_with("https://") && !u.starts_with("http://")) {
+        return make_error(ErrorCode::malformed, "the backend URL must start with https:// (or http:// on loopback)");
+    }
+    if (u.starts_with("http://") && !u.starts_with("http://127.0.0.1") && !u.starts_with("http://localhost") &&
+        !u.starts_with("http://[::1]")) {
+        return make_error(ErrorCode::malformed, "plain http:// is accepted only for a loopback backend");
+    }
+    return {};
+}
+
+BackendClient::BackendClient(std::string base_url, std::string ca_file, const crypto::SigningKey* key, int timeout_s)
+    : impl_(std::make_unique<Impl>(base_url)), key_(key) {
+    impl_->cli.set_connection_timeout(timeout_s, 0);
+    impl_->cli.set_read_timeout(timeout_s, 0);
+    impl_->cli.set_write_timeout(timeout_s, 0);
+    if (!ca_file.empty()) impl_->cli.set_ca_cert_path(ca_file.c_str());
+    impl_->cli.enable_server_certificate_verification(true);
+}
+
+BackendClient::~BackendClient() = default;
+
+namespace {
+BackendReply to_reply(const httplib::Result& r) {
+    BackendReply out;
+    if (!r) {
+        out.transport_error = httplib::to_string(r.error());
+        return out;
+    }
+    out.reachable = true;
+    out.status = r->status;
+    out.body = json::parse(r->body, nullptr, false);
+    if (out.body.is_discarded()) out.body = json::object();
+    return out;
+}
+}  // namespace
+
+BackendReply BackendClient::get(const std::string& path) { return to_reply(impl_->cli.Get(path)); }
+
+BackendReply BackendClient::post(const std::string& path, const json& body) {
+    const std::string payload = body.dump();
+    httplib::Headers headers;
+    if (key_ != nullptr) {
+        const auto now = static_cast<std::uint64_t>(std::time(nullptr));
+        headers.emplace("Authorization", sign_request(*key_, "POST", path, now, payload));
+    }
+    return to_reply(impl_->cli.Post(path, headers, payload, "application/json"));
+}
+
+}  // namespace credprov::provisioner
