@@ -363,3 +363,39 @@ BACKEND_TEST(attestation_vouching, "a device is vouched for by inventory or a kn
     fbody["device"]["attestation"] = backend::base64_encode(attest_device(forger, fa).encode());
     CHECK(tech.post("/v1/bundles", fbody).status == 403);
 }
+
+BACKEND_TEST(key_rotation, "after an operator key rotation, devices owned by the old key still get notices they accept") {
+    SimDevice old_device(lab.trust());
+    lab.import_device(old_device.identity);
+    Technician tech(lab);
+    auto reg = tech.register_sealed(old_device);
+    REQUIRE(reg.receipt.status == 200);
+    REQUIRE(old_device.host.rec.owner.has_value());
+    const auto old_owner = old_device.host.rec.owner->sign_key;
+
+    REQUIRE(lab.stop_server() == 0);
+    auto rotated = run_command({CREDPROV_BACKEND, "-c", lab.config.string(), "operator", "rotate", "--root-key",
+                                (lab.dir / "root.key").string()});
+    REQUIRE(rotated.exit_code == 0);
+    lab.start();
+    auto op = lab.anon("GET", "/v1/operator");
+    REQUIRE(op.status == 200);
+    CHECK(op.body["sign_key"] != to_hex(old_owner));
+    lab.certificate = SignedObject::decode(*backend::base64_decode(op.body["certificate"].get<std::string>())).value();
+
+    // The device owned by the old key: its notice is signed by that key.
+    auto d = lab.admin("POST", "/v1/devices/" + old_device.identity.id.to_string() + "/deprovision", json{{"reason", "rotation test"}});
+    REQUIRE(d.status == 200);
+    auto notice = SignedObject::decode(*backend::base64_decode(d.body["notice"].get<std::string>()));
+    REQUIRE(notice.ok());
+    auto applied = apply_network_deprovision(old_device.identity, old_device.trust, old_device.host.rec, *notice);
+    CHECK_MESSAGE(applied.ok(), (applied.ok() ? "" : applied.error().message));
+
+    // A new device is provisioned under the new, root-certified key.
+    SimDevice fresh(lab.trust());
+    lab.import_device(fresh.identity);
+    auto reg2 = tech.register_sealed(fresh);
+    REQUIRE(reg2.receipt.status == 200);
+    REQUIRE(fresh.host.rec.owner.has_value());
+    CHECK(to_hex(fresh.host.rec.owner->sign_key) == op.body["sign_key"].get<std::string>());
+}
