@@ -35,6 +35,14 @@ Result<std::optional<ActiveSubscriber>> load_subscriber(Connection& conn, const 
 
 std::string hex_of(const std::uint8_t* p, std::size_t n) { return to_hex(ByteView(p, n)); }
 
+// A subscriber's K and OPc, decrypted from rest into wiped memory.
+Result<aka::SubscriberKeys> aka_keys_of(const DataKey& data_key, const std::string& imsi, const std::string& keys_enc) {
+    auto keys = data_key.open(imsi, keys_enc);
+    if (!keys) return keys.error();
+    return aka::SubscriberKeys::from_k_and_opc(aka::SubscriberKeys::KeyView(keys->k.data(), 16),
+                                               aka::SubscriberKeys::KeyView(keys->opc.data(), 16));
+}
+
 }  // namespace
 
 Reply Service::vectors(const Caller& c, const std::string& imsi, const json& body) {
@@ -58,10 +66,8 @@ Reply Service::vectors(const Caller& c, const std::string& imsi, const json& bod
             refused = "the subscriber is " + (*sub)->state + "; only an active subscriber authenticates";
             return {};
         }
-        auto keys = data_key_.open(imsi, (*sub)->keys_enc);
-        if (!keys) return keys.error();
-        const auto aka_keys = aka::SubscriberKeys::from_k_and_opc(aka::SubscriberKeys::KeyView(keys->k.data(), 16),
-                                                                  aka::SubscriberKeys::KeyView(keys->opc.data(), 16));
+        auto aka_keys = aka_keys_of(data_key_, imsi, (*sub)->keys_enc);
+        if (!aka_keys) return aka_keys.error();
         auto amf = aka::parse_amf((*sub)->amf);
         if (!amf) return amf.error();
         aka::Sqn sqn(static_cast<std::uint64_t>((*sub)->sqn));
@@ -71,7 +77,7 @@ Reply Service::vectors(const Caller& c, const std::string& imsi, const json& bod
             sqn = *next;
             aka::Rand rand;
             crypto::random_bytes(rand.bytes);
-            const aka::AuthVector v = aka::generate_vector(aka_keys, sqn, *amf, rand);
+            const aka::AuthVector v = aka::generate_vector(*aka_keys, sqn, *amf, rand);
             list.push_back({{"rand", to_hex(v.rand.bytes)},
                             {"autn", to_hex(v.autn.bytes)},
                             {"xres", hex_of(v.xres.data(), v.xres.size())},
@@ -113,11 +119,9 @@ Reply Service::resync(const Caller& c, const std::string& imsi, const json& body
             refused = "the subscriber is " + (*sub)->state;
             return {};
         }
-        auto keys = data_key_.open(imsi, (*sub)->keys_enc);
-        if (!keys) return keys.error();
-        const auto aka_keys = aka::SubscriberKeys::from_k_and_opc(aka::SubscriberKeys::KeyView(keys->k.data(), 16),
-                                                                  aka::SubscriberKeys::KeyView(keys->opc.data(), 16));
-        auto ms = aka::resync(aka_keys, aka::Rand{*rand}, aka::Auts{*auts});
+        auto aka_keys = aka_keys_of(data_key_, imsi, (*sub)->keys_enc);
+        if (!aka_keys) return aka_keys.error();
+        auto ms = aka::resync(*aka_keys, aka::Rand{*rand}, aka::Auts{*auts});
         if (!ms) {
             bad_mac = true;
             return {};
@@ -171,17 +175,15 @@ Reply Service::attach_challenge(const Caller& c, const json& body) {
             refused = "the subscriber is " + (*sub)->state;
             return {};
         }
-        auto keys = data_key_.open(*imsi, (*sub)->keys_enc);
-        if (!keys) return keys.error();
-        const auto aka_keys = aka::SubscriberKeys::from_k_and_opc(aka::SubscriberKeys::KeyView(keys->k.data(), 16),
-                                                                  aka::SubscriberKeys::KeyView(keys->opc.data(), 16));
+        auto aka_keys = aka_keys_of(data_key_, *imsi, (*sub)->keys_enc);
+        if (!aka_keys) return aka_keys.error();
         auto amf = aka::parse_amf((*sub)->amf);
         if (!amf) return amf.error();
         auto next = aka::next_sqn(aka::Sqn(static_cast<std::uint64_t>((*sub)->sqn)), 0);
         if (!next) return next.error();
         aka::Rand rand;
         crypto::random_bytes(rand.bytes);
-        const aka::AuthVector v = aka::generate_vector(aka_keys, *next, *amf, rand);
+        const aka::AuthVector v = aka::generate_vector(*aka_keys, *next, *amf, rand);
         const std::string id = random_id("ch_");
         const auto t = static_cast<std::int64_t>(now());
         auto ins = conn.exec("INSERT INTO attach_challenges (id, imsi, rand, xres_hash, expires_at, used) VALUES (?, ?, ?, ?, ?, 0)",
@@ -244,15 +246,13 @@ Reply Service::attach_response(const Caller& c, const json& body) {
             const Digest got = digest(*res);
             verdict = ct_equal(got, stored) ? "attached" : "rejected";
         } else {
-            auto keys = data_key_.open(imsi, (*sub)->keys_enc);
-            if (!keys) return keys.error();
-            const auto aka_keys = aka::SubscriberKeys::from_k_and_opc(aka::SubscriberKeys::KeyView(keys->k.data(), 16),
-                                                                      aka::SubscriberKeys::KeyView(keys->opc.data(), 16));
+            auto aka_keys = aka_keys_of(data_key_, imsi, (*sub)->keys_enc);
+            if (!aka_keys) return aka_keys.error();
             aka::Rand rand;
             Bytes rb;
             (void)from_hex(r.str(1), rb);
             std::copy(rb.begin(), rb.end(), rand.bytes.begin());
-            auto ms = aka::resync(aka_keys, rand, aka::Auts{*auts});
+            auto ms = aka::resync(*aka_keys, rand, aka::Auts{*auts});
             if (!ms) {
                 verdict = "rejected";
             } else {

@@ -47,6 +47,14 @@ json provisioner_json(const Row& r) {
     return j;
 }
 
+// The provisioner `id` as the API shows it (in the caller's transaction).
+Result<json> provisioner_by_id(Connection& conn, const std::string& id) {
+    auto rows = conn.query("SELECT " + std::string(kProvisionerColumns) + " FROM provisioners WHERE id = ?", {id});
+    if (!rows) return rows.error();
+    if (rows->empty()) return make_error(ErrorCode::storage, "the provisioner row vanished");
+    return provisioner_json(rows->front());
+}
+
 }  // namespace
 
 void Service::record_auth_failure(std::string_view kind, const std::string& remote, std::string_view detail) {
@@ -222,9 +230,9 @@ Reply Service::enrol_provisioner(const Caller& c, const json& body) {
             !a) {
             return a;
         }
-        auto back = conn.query("SELECT " + std::string(kProvisionerColumns) + " FROM provisioners WHERE id = ?", {id});
+        auto back = provisioner_by_id(conn, id);
         if (!back) return back.error();
-        result = provisioner_json(back->front());
+        result = std::move(*back);
         return {};
     });
     if (!st) return storage_failure(st.error());
@@ -410,9 +418,9 @@ Reply Service::enrol_with_token(const Caller& c, const json& body) {
         if (auto a = audit(conn, self, "provisioner.enrol", "provisioner:" + id, "ok", "with enrolment token " + enrolment_id); !a) {
             return a;
         }
-        auto back = conn.query("SELECT " + std::string(kProvisionerColumns) + " FROM provisioners WHERE id = ?", {id});
+        auto back = provisioner_by_id(conn, id);
         if (!back) return back.error();
-        result = provisioner_json(back->front());
+        result = std::move(*back);
         return {};
     });
     if (!st) return storage_failure(st.error());

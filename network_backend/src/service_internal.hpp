@@ -1,6 +1,7 @@
 // Helpers shared by the service's translation units. Internal.
 #pragma once
 
+#include <algorithm>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -16,6 +17,9 @@ namespace credprov::backend::detail {
 [[nodiscard]] std::string operations_text(const std::vector<Operation>& ops);   // stored form "1,2,6"
 [[nodiscard]] std::vector<Operation> operations_from_text(const std::string& s);
 [[nodiscard]] bool fits_prefix(const Provisioner& p, const DeviceId& d);
+[[nodiscard]] inline bool enrolled_for(const Provisioner& p, Operation op) {
+    return std::find(p.operations.begin(), p.operations.end(), op) != p.operations.end();
+}
 // Reads a fixed-size key stored as hex; false if malformed.
 template <std::size_t N>
 bool key_from_hex(const std::string& hex, ByteArray<N>& out) {

@@ -137,7 +137,7 @@ Reply Service::issue_token(const Caller& c, const json& body) {
     if (!f.done()) return bad_request(f.error());
     if (device.has_value() == prefix.has_value()) return bad_request("give exactly one of 'device_id' and 'device_prefix'");
     for (Operation op : *ops) {
-        if (std::find(p.operations.begin(), p.operations.end(), op) == p.operations.end()) {
+        if (!enrolled_for(p, op)) {
             return reject(c, "token.issue", "provisioner:" + p.id, 403, "operation-not-enrolled", "Forbidden",
                           "the provisioner is not enrolled for operation " + std::string(to_string(op)));
         }
@@ -177,7 +177,7 @@ Reply Service::issue_token(const Caller& c, const json& body) {
 
 Reply Service::mint_bundle(const Caller& c, const json& body) {
     const Provisioner& p = *c.provisioner;
-    if (std::find(p.operations.begin(), p.operations.end(), Operation::deliver_sealed) == p.operations.end()) {
+    if (!enrolled_for(p, Operation::deliver_sealed)) {
         return reject(c, "bundle.mint", "provisioner:" + p.id, 403, "operation-not-enrolled", "Forbidden",
                       "the provisioner is not enrolled for deliver-sealed");
     }
@@ -458,7 +458,7 @@ Reply Service::submit_receipt(const Caller& c, const json& body) {
 
 Reply Service::reserve_field_pool(const Caller& c, const json& body) {
     const Provisioner& p = *c.provisioner;
-    if (std::find(p.operations.begin(), p.operations.end(), Operation::deliver_field) == p.operations.end()) {
+    if (!enrolled_for(p, Operation::deliver_field)) {
         return reject(c, "field.reserve", "provisioner:" + p.id, 403, "operation-not-enrolled", "Forbidden",
                       "the provisioner is not enrolled for deliver-field");
     }
@@ -593,8 +593,7 @@ Reply Service::deprovision_device(const Caller& c, const std::string& raw_id, co
     const std::string device_id = id->to_string();  // canonical lower case
     if (c.kind == Caller::Kind::provisioner) {
         const Provisioner& p = *c.provisioner;
-        if (std::find(p.operations.begin(), p.operations.end(), Operation::deprovision) == p.operations.end() ||
-            !fits_prefix(p, *id)) {
+        if (!enrolled_for(p, Operation::deprovision) || !fits_prefix(p, *id)) {
             return reject(c, "device.deprovision", "device:" + device_id, 403, "not-authorised", "Forbidden",
                           "the provisioner is not enrolled to deprovision this device");
         }
