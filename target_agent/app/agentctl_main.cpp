@@ -7,6 +7,7 @@
 //   aka            answer an AKA challenge with the stored credential
 //   attach         attach check against the operator's backend (network path)
 //   notice         fetch and apply the device's deprovisioning notice
+//   logs           the daemon's recent log lines (<state_dir>/agent.log)
 //
 // Commands that change the store take the same lock as credprov-agentd and
 // refuse while it runs. Output never contains private keys, K or OPc; only
@@ -215,6 +216,26 @@ int cmd_aka(const AgentConfig& cfg, MonotonicCounter& counter, const std::string
     return Exit::ok;
 }
 
+// The daemon's own log file and its rotations, oldest first; the last n lines.
+int cmd_logs(const AgentConfig& cfg, std::size_t n) {
+    std::vector<std::string> lines;
+    bool any = false;
+    for (const char* suffix : {".2", ".1", ""}) {
+        // spdlog's rotation names: agent.2.log, agent.1.log, agent.log
+        const auto path = cfg.state_dir / (std::string("agent") + suffix + ".log");
+        std::FILE* f = std::fopen(path.c_str(), "r");
+        if (!f) continue;
+        any = true;
+        char buf[4096];
+        while (std::fgets(buf, sizeof buf, f)) lines.emplace_back(buf);
+        std::fclose(f);
+    }
+    if (!any) return fail(Exit::failure, "no log file in " + cfg.state_dir.string() + " (the daemon has not run here yet)");
+    const std::size_t from = lines.size() > n ? lines.size() - n : 0;
+    for (std::size_t i = from; i < lines.size(); ++i) std::fputs(lines[i].c_str(), stdout);
+    return Exit::ok;
+}
+
 // The network path: attach check or notice fetch against the backend. Both
 // may commit (SQN state, an applied notice), so they take the store lock.
 int cmd_network(const AgentConfig& cfg, MonotonicCounter& counter, bool attach, const std::string& url,
@@ -300,6 +321,10 @@ int main(int argc, char** argv) {
         c->add_flag("--json", net_json, "machine-readable output");
     }
 
+    auto* logscmd = app.add_subcommand("logs", "print the daemon's recent log lines (never secrets)");
+    std::size_t log_lines = 50;
+    logscmd->add_option("-n,--lines", log_lines, "how many lines")->capture_default_str();
+
     auto* akacmd = app.add_subcommand("aka", "answer an AKA challenge with the stored credential (soft-USIM)");
     std::string rand_hex, autn_hex;
     bool update_sqn = false;
@@ -364,6 +389,8 @@ int main(int argc, char** argv) {
                     cfg.state_dir.c_str());
         return Exit::ok;
     }
+    // The log needs no store (and works while the daemon runs).
+    if (*logscmd) return cmd_logs(cfg, log_lines);
     // Every other command opens the existing store; the counter outlives it.
     auto opened = store_counter(cfg, /*creating=*/false);
     if (!opened) return fail(Exit::store, opened.error().message);

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -185,6 +186,18 @@ int main(int argc, char** argv) {
     if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
         spdlog::error("store {} is in use by another credprov-agentd or credprov-agentctl", cfg.state_dir.string());
         return Exit::locked;
+    }
+
+    // Besides stderr (journald), the same lines go to <state_dir>/agent.log
+    // (1 MiB, two rotations, 0600 under the process umask): devices without
+    // journald keep their history, and `credprov-agentctl logs` shows it.
+    try {
+        auto file = std::make_shared<spdlog::sinks::rotating_file_sink_st>((cfg.state_dir / "agent.log").string(),
+                                                                           std::size_t{1} << 20, 2);
+        file->set_pattern("%Y-%m-%dT%H:%M:%S%z %l: %v");
+        logger->sinks().push_back(file);
+    } catch (const spdlog::spdlog_ex& e) {
+        spdlog::warn("no log file in {}: {}", cfg.state_dir.string(), e.what());
     }
 
     // The store's hardware monotonic counter ([tpm]): its NV index is defined

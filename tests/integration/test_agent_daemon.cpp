@@ -83,6 +83,16 @@ TEST_CASE("agentd: provision, query and deprovision over a Unix socket; stop on 
     CHECK_FALSE(contains(log, to_hex(as_bytes(store_key))));
     CHECK_FALSE(contains(st.out, lab.code));
     CHECK_FALSE(contains(st.out, to_hex(o.k)));
+    // The daemon's own log file carries the same lines, and nothing secret.
+    auto logs = run_command({CREDPROV_AGENTCTL, "--state-dir", lab.state.string(), "logs", "-n", "200"});
+    REQUIRE(logs.exit_code == 0);
+    CHECK(contains(logs.out, "ready"));
+    CHECK(contains(logs.out, "authorised"));
+    CHECK_FALSE(contains(logs.out, lab.code));
+    CHECK_FALSE(contains(logs.out, to_hex(o.k)));
+    CHECK_FALSE(contains(logs.out, base64(o.k)));
+    auto two = run_command({CREDPROV_AGENTCTL, "--state-dir", lab.state.string(), "logs", "-n", "2"});
+    CHECK(std::count(two.out.begin(), two.out.end(), '\n') == 2);
 }
 
 TEST_CASE("agentd: a wrong setup code is refused and counted; back-off survives a restart") {
