@@ -170,3 +170,99 @@ TEST_CASE("e2e: an unenrolled or revoked provisioner is refused before touching 
     CHECK(f.status()["provisioned"] == false);
     CHECK(f.status()["unconfirmed_attempts"] == 0);  // the device was never contacted
 }
+
+namespace {
+
+// Fault injector in front of the backend: a real HTTP server that forwards
+// every request to the backend, except POST /v1/receipts while `cut` is set
+// (answered 503 as an overloaded or unreachable backend would be).
+class ReceiptCut {
+public:
+    explicit ReceiptCut(int backend_port) : upstream_("127.0.0.1", backend_port) {
+        auto forward = [this](const httplib::Request& req, httplib::Response& res) {
+            if (cut && req.path == "/v1/receipts") {
+                res.status = 503;
+                res.set_content(R"({"type":"urn:test:cut","title":"cut","status":503,"detail":"cut by the test"})",
+                                "application/problem+json");
+                return;
+            }
+            httplib::Headers h;
+            if (req.has_header("Authorization")) h.emplace("Authorization", req.get_header_value("Authorization"));
+            auto r = req.method == "GET" ? upstream_.Get(req.target, h)
+                                         : upstream_.Post(req.target, h, req.body, "application/json");
+            if (!r) {
+                res.status = 502;
+                return;
+            }
+            res.status = r->status;
+            res.set_content(r->body, r->get_header_value("Content-Type"));
+        };
+        server_.Get(".*", forward);
+        server_.Post(".*", forward);
+        port_ = server_.bind_to_any_port("127.0.0.1");
+        thread_ = std::thread([this] { server_.listen_after_bind(); });
+    }
+    ~ReceiptCut() {
+        server_.stop();
+        thread_.join();
+    }
+    [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    std::atomic<bool> cut{true};
+
+private:
+    httplib::Client upstream_;
+    httplib::Server server_;
+    int port_{0};
+    std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("e2e: a receipt the backend cannot take waits in the queue, and queue flush activates the subscriber") {
+    BackendLab lab(Storage::sqlite);
+    ReceiptCut injector(lab.port);
+    // The same set-up as Field, but the technician talks to the backend through the injector.
+    const auto state = lab.dir / "device";
+    REQUIRE(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "factory-init", "--root", to_hex(lab.root_public())})
+                .exit_code == 0);
+    const json s = json::parse(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "status", "--json"}).out);
+    const std::string device = s["device_id"].get<std::string>();
+    const std::string code = field_of(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "label"}).out, "setup code");
+    REQUIRE(lab.admin("POST", "/v1/inventory",
+                      json{{"devices", json::array({{{"device_id", device}, {"identity_key", s["identity_key"]},
+                                                     {"box_key", s["box_key"]}, {"box_signature", s["box_signature"]}}})}})
+                .status == 200);
+    auto enr = lab.admin("POST", "/v1/enrolment-tokens", json{{"name", "queue test"}, {"operations", {"deliver-sealed", "query"}}});
+    const std::string home = (lab.dir / "technician").string();
+    auto cli = [&](std::vector<std::string> args) {
+        std::vector<std::string> argv{CREDPROV_CLI, "--home", home, "--json"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return run_command(argv);
+    };
+    REQUIRE(cli({"enroll", "--backend", injector.url(), "--token", enr.body["token"].get<std::string>()}).exit_code == 0);
+    const int port = free_port();
+    AgentProcess agentd(CREDPROV_AGENTD, {"--state-dir", state.string(), "--listen", "tcp://127.0.0.1:" + std::to_string(port)},
+                        lab.dir / "agentd.log");
+    for (int i = 0; i < 200 && !port_open(port); ++i) std::this_thread::sleep_for(10ms);
+
+    auto queued = cli({"provision", "--address", "tcp://127.0.0.1:" + std::to_string(port), "--device", device, "--code", code});
+    CHECK(queued.exit_code == 6);
+    auto pending = lab.admin("GET", "/v1/subscribers?device=" + device);
+    REQUIRE(pending.body["items"].size() == 1);
+    CHECK(pending.body["items"][0]["state"] == "pending");
+    auto status = cli({"queue", "status"});
+    REQUIRE(status.exit_code == 0);
+    CHECK(json::parse(status.out)["details"]["items"].size() == 1);
+    // Still cut: the flush keeps the receipt.
+    CHECK(cli({"queue", "flush"}).exit_code == 6);
+
+    injector.cut = false;
+    auto flushed = cli({"queue", "flush"});
+    CHECK(flushed.exit_code == 0);
+    CHECK(json::parse(flushed.out)["details"]["posted"] == 1);
+    auto active = lab.admin("GET", "/v1/subscribers?device=" + device);
+    CHECK(active.body["items"][0]["state"] == "active");
+    CHECK(json::parse(cli({"queue", "status"}).out)["details"]["items"].empty());
+    auto history = json::parse(cli({"history"}).out);
+    CHECK(history["items"][0]["state"] == "active");
+}
