@@ -7,6 +7,8 @@
 // swtpm missing is a failure, not a skip: CI installs it (scripts/setup).
 #include <doctest/doctest.h>
 
+#include "scratch.hpp"
+
 #ifdef CREDPROV_HAVE_TPM
 
 #include <arpa/inet.h>
@@ -62,31 +64,6 @@ fs::path make_temp_dir(const char* name) {
     return tmpl;
 }
 
-// Whether a TCP port on 127.0.0.1 can be bound now (nobody listens on it).
-bool port_free(int port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return false;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool ok = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
-    ::close(fd);
-    return ok;
-}
-
-bool port_accepts(int port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return false;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
-    ::close(fd);
-    return ok;
-}
-
 // A swtpm TPM 2.0 simulator on 127.0.0.1:port (commands) and port + 1
 // (control, as the "swtpm:" TCTI expects), state in its own temporary
 // directory; stopped and removed on destruction.
@@ -97,7 +74,7 @@ public:
         std::uniform_int_distribution<int> pick(20000, 59998);
         for (int attempt = 0; attempt < 20 && pid_ <= 0; ++attempt) {
             const int port = pick(rng);
-            if (!port_free(port) || !port_free(port + 1)) continue;
+            if (!credprov::testing::loopback_bindable(port) || !credprov::testing::loopback_bindable(port + 1)) continue;
             if (start(port)) port_ = port;
         }
         if (pid_ <= 0) {
@@ -168,7 +145,7 @@ private:
         while (std::chrono::steady_clock::now() < end) {
             int status = 0;
             if (::waitpid(pid, &status, WNOHANG) == pid) return false;
-            if (port_accepts(port + 1) && port_accepts(port)) {
+            if (credprov::testing::loopback_accepts(port + 1) && credprov::testing::loopback_accepts(port)) {
                 pid_ = pid;
                 return true;
             }

@@ -9,6 +9,7 @@
 
 #include "backend_lab.hpp"
 #include "frame_drop_proxy.hpp"
+#include "scratch.hpp"
 
 using namespace credprov;
 using namespace credprov::testing;
@@ -16,28 +17,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
-}
-
-bool port_open(int port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(fd);
-    return ok;
-}
+int free_port() { return free_loopback_port(); }
+bool port_open(int port) { return loopback_accepts(port); }
 
 struct Field {
     BackendLab lab{Storage::sqlite};
