@@ -7,93 +7,15 @@
 
 #include <netinet/in.h>
 
-#include "backend_lab.hpp"
+#include "e2e_lab.hpp"
 #include "frame_drop_proxy.hpp"
-#include "scratch.hpp"
 
 using namespace credprov;
 using namespace credprov::testing;
 using namespace std::chrono_literals;
 
-namespace {
-
-int free_port() { return free_loopback_port(); }
-bool port_open(int port) { return loopback_accepts(port); }
-
-struct Field {
-    BackendLab lab{Storage::sqlite};
-    std::filesystem::path home = lab.dir / "technician";
-    std::filesystem::path state = lab.dir / "device";
-    std::string device;
-    std::string code;
-    int agent_port = free_port();
-    std::unique_ptr<AgentProcess> agentd;
-
-    Field() {
-        REQUIRE(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "factory-init", "--root", to_hex(lab.root_public())})
-                    .exit_code == 0);
-        const json status = this->status();
-        device = status["device_id"].get<std::string>();
-        code = field_of(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "label"}).out, "setup code");
-        json entry{{"device_id", device},
-                   {"identity_key", status["identity_key"]},
-                   {"box_key", status["box_key"]},
-                   {"box_signature", status["box_signature"]}};
-        REQUIRE(lab.admin("POST", "/v1/inventory", json{{"devices", json::array({entry})}}).status == 200);
-        auto enr = lab.admin("POST", "/v1/enrolment-tokens",
-                             json{{"name", "e2e technician"}, {"operations", {"query", "deliver-sealed", "deprovision"}}});
-        REQUIRE(enr.status == 201);
-        auto enrolled = credprov({"enroll", "--backend", url(), "--token", enr.body["token"].get<std::string>()});
-        REQUIRE(enrolled.exit_code == 0);
-        start_agent();
-    }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(lab.port); }
-    json status() const {
-        auto s = run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "status", "--json"});
-        REQUIRE(s.exit_code == 0);
-        return json::parse(s.out);
-    }
-    void start_agent() {
-        agentd = std::make_unique<AgentProcess>(
-            CREDPROV_AGENTD,
-            std::vector<std::string>{"--state-dir", state.string(), "--listen", "tcp://127.0.0.1:" + std::to_string(agent_port)},
-            lab.dir / "agentd.log");
-        for (int i = 0; i < 200; ++i) {
-            if (port_open(agent_port)) return;
-            std::this_thread::sleep_for(10ms);
-        }
-        FAIL("credprov-agentd did not start");
-    }
-    void stop_agent() {
-        agentd->signal(SIGTERM);
-        CHECK(agentd->wait() == 0);
-        agentd.reset();
-    }
-    CommandResult credprov(std::vector<std::string> args) const {
-        std::vector<std::string> argv{CREDPROV_CLI, "--home", home.string(), "--json"};
-        argv.insert(argv.end(), args.begin(), args.end());
-        return run_command(argv);
-    }
-    CommandResult provision(int port) const {
-        return credprov({"provision", "--address", "tcp://127.0.0.1:" + std::to_string(port), "--device", device, "--code", code});
-    }
-    // Exactly one active subscriber at the backend, and the device holds it.
-    void check_agreement() {
-        auto subs = lab.admin("GET", "/v1/subscribers?state=active&device=" + device);
-        REQUIRE(subs.status == 200);
-        REQUIRE(subs.body["items"].size() == 1);
-        stop_agent();
-        const json s = status();
-        CHECK(s["provisioned"] == true);
-        CHECK(s["imsi"] == subs.body["items"][0]["imsi"]);
-        start_agent();
-    }
-};
-
-}  // namespace
-
 TEST_CASE("e2e: the credprov CLI provisions an agent through a real backend") {
-    Field f;
+    E2ELab f;
     auto r = f.provision(f.agent_port);
     REQUIRE_MESSAGE(r.exit_code == 0, r.out);
     const json out = json::parse(r.out);
@@ -117,7 +39,7 @@ TEST_CASE("e2e: the credprov CLI provisions an agent through a real backend") {
 TEST_CASE("e2e: a link cut after any message of the session, then a retry, converges to one active subscriber") {
     for (int cut = 0; cut <= 3; ++cut) {  // after M0 (none), M1, M2, M3: M4 lost is the committed-but-unacknowledged case
         CAPTURE(cut);
-        Field f;
+        E2ELab f;
         {
             FrameDropProxy proxy(f.agent_port, cut);
             auto broken = f.provision(proxy.port());
@@ -136,7 +58,7 @@ TEST_CASE("e2e: a link cut after any message of the session, then a retry, conve
 }
 
 TEST_CASE("e2e: an unenrolled or revoked provisioner is refused before touching the device") {
-    Field f;
+    E2ELab f;
     auto stranger = run_command({CREDPROV_CLI, "--home", (f.lab.dir / "stranger").string(), "--json", "provision", "--address",
                                  "tcp://127.0.0.1:" + std::to_string(f.agent_port), "--device", f.device, "--code", f.code});
     CHECK(stranger.exit_code == 2);
@@ -202,7 +124,7 @@ private:
 TEST_CASE("e2e: a receipt the backend cannot take waits in the queue, and queue flush activates the subscriber") {
     BackendLab lab(Storage::sqlite);
     ReceiptCut injector(lab.port);
-    // The same set-up as Field, but the technician talks to the backend through the injector.
+    // The same set-up as E2ELab, but the technician talks to the backend through the injector.
     const auto state = lab.dir / "device";
     REQUIRE(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "factory-init", "--root", to_hex(lab.root_public())})
                 .exit_code == 0);
