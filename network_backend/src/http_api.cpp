@@ -118,6 +118,10 @@ std::vector<Route> build_routes() {
         [](Service& s, const Caller& c, const Params& p, const json& b, const httplib::Request&) {
             return s.deprovision_device(c, p[0], b);
         });
+    add("POST", "/v1/devices/{device_id}/commands", Access{false, true, {kAdmin}},
+        [](Service& s, const Caller& c, const Params& p, const json& b, const httplib::Request&) {
+            return s.issue_owner_command(c, p[0], b);
+        });
     add("GET", "/v1/devices/{device_id}/notice", anyone(),
         [](Service& s, const Caller& c, const Params& p, const json&, const httplib::Request&) { return s.device_notice(c, p[0]); });
     // ---- provisioners' own calls ----

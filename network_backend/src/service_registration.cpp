@@ -133,8 +133,18 @@ Reply Service::issue_token(const Caller& c, const json& body) {
     auto device = f.device_id("device_id", false);
     auto prefix = f.hex_bytes("device_prefix", 1, DeviceId::kBytes, false);
     auto ops = f.operations("operations");
-    auto ttl = f.integer("ttl_s", 10, static_cast<std::int64_t>(config_.token_max_ttl_s), false);
+    // Tokens for offline field work (deliver-field and query only) may live as
+    // long as the field authorisations they go with; every other token is short.
+    const auto field_cap = static_cast<std::int64_t>(std::max(config_.token_max_ttl_s, config_.field_ttl_s));
+    auto ttl = f.integer("ttl_s", 10, field_cap, false);
     if (!f.done()) return bad_request(f.error());
+    const bool field_only = std::all_of(ops->begin(), ops->end(), [](Operation op) {
+        return op == Operation::deliver_field || op == Operation::query;
+    });
+    if (ttl && *ttl > static_cast<std::int64_t>(config_.token_max_ttl_s) && !field_only) {
+        return bad_request("field 'ttl_s' must be at most " + std::to_string(config_.token_max_ttl_s) +
+                           " unless the token is for deliver-field and query only");
+    }
     if (device.has_value() == prefix.has_value()) return bad_request("give exactly one of 'device_id' and 'device_prefix'");
     for (Operation op : *ops) {
         if (!enrolled_for(p, op)) {

@@ -660,6 +660,23 @@ Result<OwnerCommand> verify_owner_command(const SignedObject& obj, const crypto:
     return cmd;
 }
 
+std::string_view to_string(Diagnostic d) noexcept {
+    switch (d) {
+        case Diagnostic::self_test: return "self-test";
+        case Diagnostic::store_check: return "store-check";
+        case Diagnostic::aka_self_check: return "aka-self-check";
+        case Diagnostic::transport_info: return "transport-info";
+    }
+    return "unknown";
+}
+
+std::optional<Diagnostic> diagnostic_from_string(std::string_view name) noexcept {
+    for (std::uint64_t i = 1; i <= kMaxDiagnostic; ++i) {
+        if (to_string(static_cast<Diagnostic>(i)) == name) return static_cast<Diagnostic>(i);
+    }
+    return std::nullopt;
+}
+
 Bytes encode_diagnostics(const std::vector<Diagnostic>& list) {
     Writer w;
     w.array(list.size());

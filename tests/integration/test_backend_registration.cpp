@@ -399,3 +399,65 @@ BACKEND_TEST(key_rotation, "after an operator key rotation, devices owned by the
     REQUIRE(fresh.host.rec.owner.has_value());
     CHECK(to_hex(fresh.host.rec.owner->sign_key) == op.body["sign_key"].get<std::string>());
 }
+
+BACKEND_TEST(owner_commands, "owner commands for a device link: signed with the next counter, idempotent, only for live devices") {
+    SimDevice dev(lab.trust());
+    lab.import_device(dev.identity);
+    Technician tech(lab, {"query", "deliver-sealed", "reconfigure", "diagnose", "deprovision"});
+    Technician no_rights(lab, {"query", "deliver-sealed"});
+    const std::string path = "/v1/devices/" + dev.identity.id.to_string() + "/commands";
+    const json reconfigure{{"request_id", "r1"}, {"kind", "reconfigure"}, {"settings", {{"label", "pump 7"}, {"attach_check_interval_s", 600}}}};
+    // Before the device is provisioned there is no owner to speak for it.
+    CHECK(tech.post(path, reconfigure).status == 409);
+    auto reg = tech.register_sealed(dev);
+    REQUIRE(reg.receipt.status == 200);
+
+    const std::string before = lab.state_fingerprint();
+    CHECK(no_rights.post(path, reconfigure).status == 403);
+    CHECK(tech.post(path, json{{"request_id", "r0"}, {"kind", "reboot"}}).status == 400);
+    CHECK(tech.post(path, json{{"request_id", "r0"}, {"kind", "reconfigure"}, {"settings", json::object()}}).status == 400);
+    CHECK(tech.post(path, json{{"request_id", "r0"}, {"kind", "reconfigure"}, {"settings", {{"colour", "red"}}}}).status == 400);
+    CHECK(tech.post(path, json{{"request_id", "r0"}, {"kind", "diagnose"}, {"diagnostics", {"self-test", "x-ray"}}}).status == 400);
+    CHECK(lab.state_fingerprint() == before);
+
+    auto issued = tech.post(path, reconfigure);
+    REQUIRE_MESSAGE(issued.status == 201, issued.raw);
+    CHECK(issued.body["kind"] == "reconfigure");
+    // A retry of the same request returns the same command; another request takes the next counter.
+    auto again = tech.post(path, reconfigure);
+    CHECK(again.status == 200);
+    CHECK(again.body["command"] == issued.body["command"]);
+    CHECK(tech.post(path, json{{"request_id", "r1"}, {"kind", "diagnose"}, {"diagnostics", {"self-test"}}}).status == 409);
+    auto diag = tech.post(path, json{{"request_id", "d1"}, {"kind", "diagnose"}, {"diagnostics", {"self-test", "store-check"}}});
+    REQUIRE(diag.status == 201);
+    CHECK(diag.body["counter"].get<std::int64_t>() == issued.body["counter"].get<std::int64_t>() + 1);
+
+    // The device accepts the reconfigure command delivered in a paired session.
+    auto tok = tech.token(dev.identity.id, {"reconfigure", "diagnose"});
+    REQUIRE(tok);
+    auto command = SignedObject::decode(*backend::base64_decode(issued.body["command"].get<std::string>())).value();
+    auto resp = tech.deliver(dev, *tok, Request{Operation::reconfigure, command});
+    REQUIRE_MESSAGE(resp.ok(), resp.error().message);
+    REQUIRE_MESSAGE(resp->ok, resp->message);
+    CHECK(dev.host.rec.settings.label == std::optional<std::string>("pump 7"));
+    CHECK(dev.host.rec.settings.attach_check_interval_s == std::optional<std::uint64_t>(600));
+    // Delivered a second time, the same command is a replay: refused.
+    auto replay = tech.deliver(dev, *tok, Request{Operation::reconfigure, command});
+    CHECK((!replay.ok() || !replay->ok));
+
+    // Deprovisioned: no new commands until the device has applied its notice.
+    REQUIRE(tech.post("/v1/devices/" + dev.identity.id.to_string() + "/deprovision", json{{"reason", "done"}}).status == 200);
+    CHECK(tech.post(path, json{{"request_id", "r9"}, {"kind", "diagnose"}, {"diagnostics", {"self-test"}}}).status == 409);
+    CHECK(lab.anon("POST", path, reconfigure).status == 401);
+}
+
+BACKEND_TEST(field_tokens, "a token for offline field work may live as long as field authorisations; others stay short") {
+    SimDevice dev(lab.trust());
+    Technician tech(lab);
+    const std::string id = dev.identity.id.to_string();
+    auto longer = tech.post("/v1/tokens", json{{"device_id", id}, {"operations", {"deliver-field", "query"}}, {"ttl_s", 3 * 86400}});
+    REQUIRE_MESSAGE(longer.status == 201, longer.raw);
+    CHECK(longer.body["not_after"].get<std::int64_t>() - longer.body["not_before"].get<std::int64_t>() == 3 * 86400);
+    CHECK(tech.post("/v1/tokens", json{{"device_id", id}, {"operations", {"deliver-sealed"}}, {"ttl_s", 3 * 86400}}).status == 400);
+    CHECK(tech.post("/v1/tokens", json{{"device_id", id}, {"operations", {"deliver-field"}}, {"ttl_s", 30 * 86400}}).status == 400);
+}

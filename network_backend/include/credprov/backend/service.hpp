@@ -117,6 +117,9 @@ public:
     [[nodiscard]] Reply get_device(const Caller& c, const std::string& device_id);
     [[nodiscard]] Reply deprovision_device(const Caller& c, const std::string& device_id, const json& body);
     [[nodiscard]] Reply device_notice(const Caller& c, const std::string& device_id);
+    // An owner-signed reconfigure or diagnose command with the device's next
+    // counter, for a provisioner to deliver over the device link.
+    [[nodiscard]] Reply issue_owner_command(const Caller& c, const std::string& device_id, const json& body);
 
     // ---- provisioners ---------------------------------------------------------
     [[nodiscard]] Reply issue_token(const Caller& c, const json& body);

@@ -228,6 +228,10 @@ struct DeviceSettings {
 
 enum class Diagnostic : std::uint8_t { self_test = 1, store_check = 2, aka_self_check = 3, transport_info = 4 };
 inline constexpr std::uint64_t kMaxDiagnostic = 4;
+// "self-test", "store-check", "aka-self-check", "transport-info": the names
+// the backend's API and the CLI use.
+[[nodiscard]] std::string_view to_string(Diagnostic d) noexcept;
+[[nodiscard]] std::optional<Diagnostic> diagnostic_from_string(std::string_view name) noexcept;
 
 struct OwnerCommand {
     OwnerCommandKind kind{OwnerCommandKind::deprovision};
