@@ -1,10 +1,14 @@
 // credprov: the technician's command-line provisioner.
 //
 //   credprov enroll --backend URL --token cpe_...     register this tool's key
-//   credprov provision --address ADDR (--label CP1:... | --device ID --code DIGITS)
+//   credprov provision --address ADDR (--label CP1:... | --device ID --code DIGITS) [--field [--offline]]
 //   credprov query     --address ADDR (--label ... | --device ID --code DIGITS)
+//   credprov diagnose  --address ADDR TARGET [--run self-test,store-check,aka-self-check,transport-info]
+//   credprov reconfigure --address ADDR TARGET [--label-text T] [--field-mode on|off] [--advertise on|off]
+//                      [--attach-interval SECONDS]
 //   credprov deprovision --device ID --reason TEXT     through the network only
-//   credprov queue flush | queue status                receipts waiting for the backend
+//   credprov pool fetch --count N [--device ID ...] [--devices-file F] | pool status | pool return
+//   credprov queue flush | queue status                receipts waiting for the backend (the sync)
 //   credprov history [--limit N]
 //   credprov discover                                  (TCP/Unix devices are addressed directly)
 //
@@ -19,7 +23,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 
@@ -69,10 +75,39 @@ int main(int argc, char** argv) {
         c->add_option("--device", device_text, "device id from the label");
         c->add_option("--code", code, "setup code from the label (or CREDPROV_SETUP_CODE)");
     };
-    auto* provision_cmd = app.add_subcommand("provision", "pair with a device, deliver a sealed credential, activate it");
+    auto* provision_cmd = app.add_subcommand("provision", "pair with a device, deliver a credential, activate it");
     add_target(provision_cmd);
-    auto* query_cmd = app.add_subcommand("query", "pair with a device and show its identity and credential state");
+    bool field = false, offline = false;
+    provision_cmd->add_flag("--field", field, "field mode: an authorisation from the local pool; the device generates its keys");
+    provision_cmd->add_flag("--offline", offline, "with --field: do not contact the backend; the receipt waits for 'queue flush'")
+        ->needs(provision_cmd->get_option("--field"));
+    auto* query_cmd = app.add_subcommand("query", "pair with a device and show its identity, credential state and settings");
     add_target(query_cmd);
+    auto* diagnose_cmd = app.add_subcommand("diagnose", "run the device's diagnostics over the link (owner-signed command)");
+    add_target(diagnose_cmd);
+    std::string run_list = "self-test,store-check,aka-self-check,transport-info";
+    diagnose_cmd->add_option("--run", run_list, "comma-separated diagnostics")->capture_default_str();
+    auto* reconfigure_cmd = app.add_subcommand("reconfigure", "change the device's settings over the link (owner-signed command)");
+    add_target(reconfigure_cmd);
+    std::string new_label, field_mode, advertise;
+    std::uint64_t attach_interval = 0;
+    reconfigure_cmd->add_option("--label-text", new_label, "free text the device shows in queries (1 to 32 characters)");
+    reconfigure_cmd->add_option("--field-mode", field_mode, "allow offline field-mode provisioning")->check(CLI::IsMember({"on", "off"}));
+    reconfigure_cmd->add_option("--advertise", advertise, "advertise over BLE once provisioned")->check(CLI::IsMember({"on", "off"}));
+    reconfigure_cmd->add_option("--attach-interval", attach_interval, "seconds between the device's attach checks")
+        ->check(CLI::Range(10, 7 * 24 * 3600));
+    auto* pool_cmd = app.add_subcommand("pool", "field authorisations and device tokens fetched in advance for offline work");
+    pool_cmd->require_subcommand(1);
+    auto* pool_fetch_cmd = pool_cmd->add_subcommand("fetch", "reserve field authorisations and fetch tokens for the listed devices");
+    std::int64_t pool_count = 0;
+    std::vector<std::string> pool_devices;
+    std::string devices_file;
+    pool_fetch_cmd->add_option("--count", pool_count, "field authorisations to reserve (one per device to provision)");
+    pool_fetch_cmd->add_option("--device", pool_devices, "a device id to fetch a field token for (repeatable)");
+    pool_fetch_cmd->add_option("--devices-file", devices_file, "file of device ids, one per line ('#' starts a comment)")
+        ->check(CLI::ExistingFile);
+    auto* pool_status_cmd = pool_cmd->add_subcommand("status", "what the local pool holds");
+    auto* pool_return_cmd = pool_cmd->add_subcommand("return", "hand every unused authorisation back to the backend");
     auto* deprovision_cmd = app.add_subcommand("deprovision", "deprovision a device through the network only");
     std::string reason;
     deprovision_cmd->add_option("--device", device_text, "device id")->required();
@@ -122,6 +157,7 @@ int main(int argc, char** argv) {
         if (json_out) std::cout << json{{"ok", true}, {"items", items}}.dump() << std::endl;
         return 0;
     }
+    if (*pool_status_cmd) return finish(pool_status(*ws), json_out);
     if (*status_cmd) {
         auto p = ws->pending_receipts();
         if (!p) return finish(FlowResult{Outcome::storage, p.error().message, json::object()}, json_out);
@@ -148,7 +184,36 @@ int main(int argc, char** argv) {
         if (!id) return finish(FlowResult{Outcome::usage, "--device must be a device id (26 base32 characters)", json::object()}, json_out);
         return finish(p.deprovision(*id, reason), json_out);
     }
-    // provision / query: the target from the label or from --device/--code.
+    if (*pool_return_cmd) return finish(p.return_pool(), json_out);
+    if (*pool_fetch_cmd) {
+        std::vector<DeviceId> ids;
+        if (!devices_file.empty()) {
+            std::ifstream in(devices_file);
+            std::string line;
+            int n = 0;
+            while (std::getline(in, line)) {
+                ++n;
+                if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+                std::istringstream words(line);
+                std::string word;
+                if (!(words >> word)) continue;
+                auto id = DeviceId::parse(word);
+                if (!id) {
+                    return finish(FlowResult{Outcome::usage, devices_file + ":" + std::to_string(n) + ": not a device id",
+                                             json::object()},
+                                  json_out);
+                }
+                ids.push_back(*id);
+            }
+        }
+        for (const auto& text : pool_devices) {
+            auto id = DeviceId::parse(text);
+            if (!id) return finish(FlowResult{Outcome::usage, "--device " + text + ": not a device id", json::object()}, json_out);
+            ids.push_back(*id);
+        }
+        return finish(p.fetch_pool(pool_count, ids), json_out);
+    }
+    // Commands over a device link: the target from the label or from --device/--code.
     Target t;
     t.address = address;
     if (!label.empty()) {
@@ -165,7 +230,36 @@ int main(int argc, char** argv) {
             if (const char* env = std::getenv("CREDPROV_SETUP_CODE")) t.code = env;
         }
     }
-    const FlowResult r = *provision_cmd ? p.provision(t) : p.query(t);
+    FlowResult r;
+    if (*provision_cmd) {
+        r = p.provision(t, ProvisionOptions{field ? Mode::field : Mode::sealed, offline});
+    } else if (*diagnose_cmd) {
+        std::vector<Diagnostic> which;
+        std::istringstream names(run_list);
+        std::string diag_name;
+        while (std::getline(names, diag_name, ',')) {
+            auto d = diagnostic_from_string(diag_name);
+            if (!d) {
+                sodium_memzero(t.code.data(), t.code.size());
+                return finish(FlowResult{Outcome::usage,
+                                         "--run: unknown diagnostic '" + diag_name +
+                                             "' (known: self-test, store-check, aka-self-check, transport-info)",
+                                         json::object()},
+                              json_out);
+            }
+            which.push_back(*d);
+        }
+        r = p.diagnose(t, which);
+    } else if (*reconfigure_cmd) {
+        DeviceSettings s;
+        if (!new_label.empty()) s.label = new_label;
+        if (!field_mode.empty()) s.field_mode_allowed = field_mode == "on";
+        if (!advertise.empty()) s.advertise_when_provisioned = advertise == "on";
+        if (attach_interval != 0) s.attach_check_interval_s = attach_interval;
+        r = p.reconfigure(t, s);
+    } else {
+        r = p.query(t);
+    }
     sodium_memzero(t.code.data(), t.code.size());
     return finish(r, json_out);
 }

@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include <ctime>
+#include <map>
 
 #include "credprov/common/request_auth.hpp"
 #include "credprov/protocol/provisioner_session.hpp"
@@ -80,6 +81,89 @@ Outcome link_outcome(const Error& e) {
     }
 }
 
+// A token and the operator certificate that goes with it.
+struct Grant {
+    SignedObject token;
+    std::optional<SignedObject> operator_certificate;
+};
+
+// A paired session with one device.
+struct Paired {
+    DeviceLink link;
+    std::unique_ptr<ProvisionerSession> session;
+};
+
+// Connects and pairs (M1/M2). On failure returns nothing and sets `why`.
+std::optional<Paired> pair(const Target& t, const Grant& grant, const crypto::SigningKey& key, FlowResult& why) {
+    auto code = SetupCode::parse(t.code);
+    if (!code) {
+        why = fail(Outcome::usage, "the setup code must be 8 to 16 digits");
+        return std::nullopt;
+    }
+    auto link = DeviceLink::connect(t.address);
+    if (!link) {
+        why = fail(Outcome::link, "cannot reach the device: " + link.error().message);
+        return std::nullopt;
+    }
+    ProvisionerSetup setup;
+    setup.device = t.device;
+    setup.transport = TransportType::tcp;  // stream links (TCP and Unix) bind the same CPace channel id
+    setup.key = &key;
+    setup.token = grant.token;
+    setup.operator_certificate = grant.operator_certificate;
+    setup.now = static_cast<std::uint64_t>(now());
+    Paired p{std::move(*link), std::make_unique<ProvisionerSession>(std::move(setup), *code)};
+    auto m1 = p.session->start();
+    if (!m1) {
+        why = fail(Outcome::link, m1.error().message);
+        return std::nullopt;
+    }
+    auto m2 = p.link.exchange(*m1);
+    if (!m2) {
+        why = fail(Outcome::link, "the link dropped during pairing: " + m2.error().message);
+        return std::nullopt;
+    }
+    if (auto st = p.session->read_pair_response(*m2); !st) {
+        why = fail(link_outcome(st.error()), "pairing failed: " + st.error().message);
+        return std::nullopt;
+    }
+    return p;
+}
+
+// One request over the paired session (M3/M4). A refusal by the device is a
+// Response with ok == false; only link and protocol failures set `why`.
+std::optional<Response> run_request(Paired& p, Request request, FlowResult& why) {
+    auto m3 = p.session->authorise(std::move(request));
+    if (!m3) {
+        why = fail(Outcome::device_refused, m3.error().message);
+        return std::nullopt;
+    }
+    auto m4 = p.link.exchange(*m3);
+    if (!m4) {
+        why = fail(Outcome::link, "the link dropped before the device answered (a retry converges): " + m4.error().message);
+        return std::nullopt;
+    }
+    auto resp = p.session->read_response(*m4);
+    if (!resp) {
+        why = fail(link_outcome(resp.error()), "the device's answer failed: " + resp.error().message);
+        return std::nullopt;
+    }
+    return std::move(*resp);
+}
+
+// The device's public keys (and attestation) as the backend reads them.
+json device_json(const DeviceId& id, const ProvisionerSession& session) {
+    const KnownDeviceKeys& keys = session.device_keys();
+    json device{{"device_id", id.to_string()}, {"identity_key", to_hex(keys.identity)}, {"box_key", to_hex(keys.box)}};
+    if (keys.box_signature) device["box_signature"] = to_hex(*keys.box_signature);
+    if (session.device_attestation()) device["attestation"] = b64(session.device_attestation()->encode());
+    return device;
+}
+
+Outcome refusal_outcome(const BackendReply& r) {
+    return r.reachable && (r.status == 401 || r.status == 403) ? Outcome::not_enrolled : Outcome::backend;
+}
+
 }  // namespace
 
 Provisioner::Provisioner(Workspace& ws, Settings settings, const crypto::SigningKey& key, Progress progress)
@@ -98,6 +182,8 @@ FlowResult Provisioner::post_receipt(const Workspace::PendingReceipt& pending, W
                                          "); run 'credprov queue flush' when the backend is reachable");
     }
     (void)ws_.drop_receipt(pending.object_id);
+    // A field authorisation's receipt has reached the backend (no-op for bundles).
+    (void)ws_.set_authorisation_state(pending.object_id, r.ok() ? "synced" : "refused");
     if (!r.ok()) {
         op.state = "failed";
         op.detail = "receipt refused: " + r.describe();
@@ -115,78 +201,70 @@ FlowResult Provisioner::post_receipt(const Workspace::PendingReceipt& pending, W
     return ok;
 }
 
-FlowResult Provisioner::provision(const Target& t) {
+namespace {
+
+// Asks the backend for a token for these operations on this device.
+std::optional<Grant> online_grant(BackendClient& backend, const DeviceId& device, const json& operations, FlowResult& why) {
+    auto tok = backend.post("/v1/tokens", json{{"device_id", device.to_string()}, {"operations", operations}});
+    if (!tok.ok()) {
+        why = fail(refusal_outcome(tok), "no authorisation token: " + tok.describe());
+        return std::nullopt;
+    }
+    auto token = signed_object_from_b64(tok.body["token"]);
+    if (!token) {
+        why = fail(Outcome::backend, "the backend's token does not decode");
+        return std::nullopt;
+    }
+    return Grant{*token, signed_object_from_b64(tok.body.value("operator_certificate", json()))};
+}
+
+}  // namespace
+
+FlowResult Provisioner::provision(const Target& t, const ProvisionOptions& options) {
+    if (options.mode == Mode::field) return provision_field(t, options);
+    if (options.offline) return fail(Outcome::usage, "only field mode works offline (sealed bundles come from the backend)");
     constexpr int kSteps = 5;
     auto step = [&](int n, const std::string& what) {
         if (progress_) progress_(n, kSteps, what);
     };
     Workspace::Operation op{attempt_id(), now(), "provision", t.device.to_string(), "started", "", "", "", 0};
     if (auto st = ws_.record(op); !st) return fail(Outcome::storage, st.error().message);
-    auto failed = [&](Outcome o, const std::string& message) {
+    auto failed = [&](FlowResult r) {
         op.state = "failed";
-        op.detail = message;
+        op.detail = r.message;
         op.finished_at = now();
         (void)ws_.record(op);
-        return fail(o, message);
+        return r;
     };
+    FlowResult why;
 
     step(1, "authorisation token from the backend");
-    auto tok = post("/v1/tokens", json{{"device_id", t.device.to_string()}, {"operations", {"deliver-sealed", "query"}}});
-    if (!tok.ok()) {
-        return failed(tok.reachable && (tok.status == 401 || tok.status == 403) ? Outcome::not_enrolled : Outcome::backend,
-                      "no authorisation token: " + tok.describe());
-    }
-    auto token = signed_object_from_b64(tok.body["token"]);
-    if (!token) return failed(Outcome::backend, "the backend's token does not decode");
+    auto grant = online_grant(backend_, t.device, json{"deliver-sealed", "query"}, why);
+    if (!grant) return failed(why);
 
     step(2, "pairing with the device at " + t.address);
-    auto code = SetupCode::parse(t.code);
-    if (!code) return failed(Outcome::usage, "the setup code must be 8 to 16 digits");
-    auto link = DeviceLink::connect(t.address);
-    if (!link) return failed(Outcome::link, "cannot reach the device: " + link.error().message);
-    ProvisionerSetup setup;
-    setup.device = t.device;
-    setup.transport = TransportType::tcp;  // stream links (TCP and Unix) bind the same CPace channel id
-    setup.key = &key_;
-    setup.token = *token;
-    setup.operator_certificate = signed_object_from_b64(tok.body.value("operator_certificate", json()));
-    setup.now = static_cast<std::uint64_t>(now());
-    ProvisionerSession session(std::move(setup), *code);
-    auto m1 = session.start();
-    if (!m1) return failed(Outcome::link, m1.error().message);
-    auto m2 = link->exchange(*m1);
-    if (!m2) return failed(Outcome::link, "the link dropped during pairing: " + m2.error().message);
-    if (auto st = session.read_pair_response(*m2); !st) {
-        return failed(link_outcome(st.error()), "pairing failed: " + st.error().message);
-    }
+    auto paired = pair(t, *grant, key_, why);
+    if (!paired) return failed(why);
 
     step(3, "sealed credential bundle from the backend");
-    const KnownDeviceKeys& keys = session.device_keys();
-    json device{{"device_id", t.device.to_string()}, {"identity_key", to_hex(keys.identity)}, {"box_key", to_hex(keys.box)}};
-    if (keys.box_signature) device["box_signature"] = to_hex(*keys.box_signature);
-    if (session.device_attestation()) device["attestation"] = b64(session.device_attestation()->encode());
-    auto minted = post("/v1/bundles", json{{"device", device}});
-    if (!minted.ok()) return failed(Outcome::backend, "no bundle: " + minted.describe());
+    auto minted = post("/v1/bundles", json{{"device", device_json(t.device, *paired->session)}});
+    if (!minted.ok()) return failed(fail(Outcome::backend, "no bundle: " + minted.describe()));
     auto bundle = signed_object_from_b64(minted.body["bundle"]);
-    if (!bundle) return failed(Outcome::backend, "the backend's bundle does not decode");
+    if (!bundle) return failed(fail(Outcome::backend, "the backend's bundle does not decode"));
     op.imsi = minted.body.value("imsi", "");
     op.object_id = minted.body.value("object_id", "");
     (void)ws_.record(op);
 
     step(4, "delivering the bundle to the device");
-    auto m3 = session.authorise(Request{Operation::deliver_sealed, *bundle});
-    if (!m3) return failed(Outcome::device_refused, m3.error().message);
-    auto m4 = link->exchange(*m3);
-    if (!m4) return failed(Outcome::link, "the link dropped during delivery (retry: it converges): " + m4.error().message);
-    auto resp = session.read_response(*m4);
-    if (!resp) return failed(link_outcome(resp.error()), "delivery failed: " + resp.error().message);
-    if (!resp->ok || !resp->receipt) return failed(Outcome::device_refused, "the device refused the bundle: " + resp->message);
+    auto resp = run_request(*paired, Request{Operation::deliver_sealed, *bundle}, why);
+    if (!resp) return failed(why);
+    if (!resp->ok || !resp->receipt) return failed(fail(Outcome::device_refused, "the device refused the bundle: " + resp->message));
 
     // The receipt is journalled before it is posted: a crash from here on
     // loses nothing (queue flush posts it).
     Workspace::PendingReceipt pending{op.object_id, op.id, t.device.to_string(),
                                       json{{"object_id", op.object_id}, {"receipt", b64(resp->receipt->encode())}}, now()};
-    if (auto st = ws_.queue_receipt(pending); !st) return failed(Outcome::storage, st.error().message);
+    if (auto st = ws_.queue_receipt(pending); !st) return failed(fail(Outcome::storage, st.error().message));
     op.state = "delivered";
     (void)ws_.record(op);
 
@@ -197,33 +275,103 @@ FlowResult Provisioner::provision(const Target& t) {
     return result;
 }
 
+FlowResult Provisioner::provision_field(const Target& t, const ProvisionOptions& options) {
+    constexpr int kSteps = 4;
+    auto step = [&](int n, const std::string& what) {
+        if (progress_) progress_(n, kSteps, what);
+    };
+    Workspace::Operation op{attempt_id(), now(), "provision-field", t.device.to_string(), "started", "", "", "", 0};
+    if (auto st = ws_.record(op); !st) return fail(Outcome::storage, st.error().message);
+    auto failed = [&](FlowResult r) {
+        op.state = "failed";
+        op.detail = r.message;
+        op.finished_at = now();
+        (void)ws_.record(op);
+        return r;
+    };
+    FlowResult why;
+
+    step(1, "field authorisation and token from the local pool");
+    std::optional<Grant> grant;
+    auto stored = ws_.field_token(t.device.to_string(), now());
+    if (!stored) return failed(fail(Outcome::storage, stored.error().message));
+    if (*stored) {
+        auto token = signed_object_from_b64(json((*stored)->token));
+        if (!token) return failed(fail(Outcome::storage, "the stored token for this device does not decode"));
+        grant = Grant{*token, signed_object_from_b64(json((*stored)->operator_certificate))};
+    } else if (options.offline) {
+        return failed(fail(Outcome::not_enrolled,
+                           "no token for this device in the local pool: fetch one in advance with 'credprov pool fetch --device "
+                           + t.device.to_string() + "'"));
+    } else {
+        grant = online_grant(backend_, t.device, json{"deliver-field", "query"}, why);
+        if (!grant) return failed(why);
+    }
+    auto claimed = ws_.claim_authorisation(t.device.to_string(), now());
+    if (!claimed) return failed(fail(Outcome::storage, claimed.error().message));
+    if (!*claimed) {
+        return failed(fail(Outcome::not_enrolled, "the local field pool holds no unused, unexpired authorisation: run 'credprov "
+                                                  "pool fetch' while connected"));
+    }
+    const Workspace::FieldAuthorisation auth = **claimed;
+    auto object = signed_object_from_b64(json(auth.authorisation));
+    if (!object) return failed(fail(Outcome::storage, "the stored field authorisation does not decode"));
+    op.imsi = auth.imsi;
+    op.object_id = auth.id;
+    (void)ws_.record(op);
+
+    step(2, "pairing with the device at " + t.address);
+    auto paired = pair(t, *grant, key_, why);
+    if (!paired) return failed(why);
+
+    step(3, "delivering the field authorisation; the device generates its keys");
+    auto resp = run_request(*paired, Request{Operation::deliver_field, *object}, why);
+    if (!resp) return failed(why);  // the claim stays: the device may have committed
+    if (!resp->ok || !resp->receipt) {
+        // The device said no: it committed nothing, so the authorisation is free again.
+        (void)ws_.set_authorisation_state(auth.id, "available");
+        return failed(fail(Outcome::device_refused, "the device refused field mode: " + resp->message));
+    }
+    Workspace::PendingReceipt pending{
+        auth.id, op.id, t.device.to_string(),
+        json{{"object_id", auth.id}, {"receipt", b64(resp->receipt->encode())}, {"device", device_json(t.device, *paired->session)}},
+        now()};
+    if (auto st = ws_.queue_receipt(pending); !st) return failed(fail(Outcome::storage, st.error().message));
+    (void)ws_.set_authorisation_state(auth.id, "delivered");
+    op.state = "delivered";
+    (void)ws_.record(op);
+
+    if (options.offline) {
+        op.state = "queued";
+        op.detail = "receipt queued for sync";
+        (void)ws_.record(op);
+        FlowResult r = fail(Outcome::queued, "the device holds subscriber " + auth.imsi +
+                                                 "; its receipt waits in the queue: run 'credprov queue flush' when connected");
+        r.details = json{{"attempt_id", op.id}, {"device_id", t.device.to_string()}, {"imsi", auth.imsi}, {"mode", "field"}};
+        return r;
+    }
+    step(4, "posting the device's receipt to the backend");
+    auto result = post_receipt(pending, op);
+    result.details["attempt_id"] = op.id;
+    result.details["device_id"] = t.device.to_string();
+    return result;
+}
+
 FlowResult Provisioner::query(const Target& t) {
     Workspace::Operation op{attempt_id(), now(), "query", t.device.to_string(), "started", "", "", "", 0};
-    auto tok = post("/v1/tokens", json{{"device_id", t.device.to_string()}, {"operations", {"query"}}});
-    if (!tok.ok()) return fail(Outcome::backend, "no authorisation token: " + tok.describe());
-    auto token = signed_object_from_b64(tok.body["token"]);
-    auto code = SetupCode::parse(t.code);
-    if (!code) return fail(Outcome::usage, "the setup code must be 8 to 16 digits");
-    if (!token) return fail(Outcome::backend, "the backend's token does not decode");
-    auto link = DeviceLink::connect(t.address);
-    if (!link) return fail(Outcome::link, "cannot reach the device: " + link.error().message);
-    ProvisionerSetup setup;
-    setup.device = t.device;
-    setup.transport = TransportType::tcp;
-    setup.key = &key_;
-    setup.token = *token;
-    setup.operator_certificate = signed_object_from_b64(tok.body.value("operator_certificate", json()));
-    setup.now = static_cast<std::uint64_t>(now());
-    ProvisionerSession session(std::move(setup), *code);
-    auto m2 = link->exchange(session.start().value());
-    if (!m2) return fail(Outcome::link, m2.error().message);
-    if (auto st = session.read_pair_response(*m2); !st) return fail(link_outcome(st.error()), "pairing failed: " + st.error().message);
-    auto m3 = session.authorise(Request{Operation::query, std::nullopt});
-    if (!m3) return fail(Outcome::device_refused, m3.error().message);
-    auto m4 = link->exchange(*m3);
-    if (!m4) return fail(Outcome::link, m4.error().message);
-    auto resp = session.read_response(*m4);
-    if (!resp) return fail(link_outcome(resp.error()), resp.error().message);
+    FlowResult why;
+    std::optional<Grant> grant;
+    if (auto stored = ws_.field_token(t.device.to_string(), now()); stored && *stored) {
+        // A device in the field pool can be queried offline too.
+        auto token = signed_object_from_b64(json((*stored)->token));
+        if (token) grant = Grant{*token, signed_object_from_b64(json((*stored)->operator_certificate))};
+    }
+    if (!grant) grant = online_grant(backend_, t.device, json{"query"}, why);
+    if (!grant) return why;
+    auto paired = pair(t, *grant, key_, why);
+    if (!paired) return why;
+    auto resp = run_request(*paired, Request{Operation::query, std::nullopt}, why);
+    if (!resp) return why;
     if (!resp->ok || !resp->info) return fail(Outcome::device_refused, "the device refused the query: " + resp->message);
     const DeviceInfo& i = *resp->info;
     json d{{"device_id", i.device.to_string()},
@@ -236,10 +384,86 @@ FlowResult Provisioner::query(const Target& t) {
         d["plmn"] = i.profile->plmn.str();
         d["network_name"] = i.profile->network_name.str();
     }
+    json settings = json::object();
+    if (i.settings.label) settings["label"] = *i.settings.label;
+    if (i.settings.field_mode_allowed) settings["field_mode_allowed"] = *i.settings.field_mode_allowed;
+    if (i.settings.advertise_when_provisioned) settings["advertise_when_provisioned"] = *i.settings.advertise_when_provisioned;
+    if (i.settings.attach_check_interval_s) settings["attach_check_interval_s"] = *i.settings.attach_check_interval_s;
+    d["settings"] = settings;
     op.state = "done";
     op.finished_at = now();
     (void)ws_.record(op);
     return FlowResult{Outcome::ok, i.provisioned ? "the device holds a credential" : "the device holds no credential", d};
+}
+
+FlowResult Provisioner::owner_command(const Target& t, const std::string& kind, const json& command_body, Operation operation) {
+    constexpr int kSteps = 3;
+    auto step = [&](int n, const std::string& what) {
+        if (progress_) progress_(n, kSteps, what);
+    };
+    Workspace::Operation op{attempt_id(), now(), kind, t.device.to_string(), "started", "", "", "", 0};
+    if (auto st = ws_.record(op); !st) return fail(Outcome::storage, st.error().message);
+    auto failed = [&](FlowResult r) {
+        op.state = "failed";
+        op.detail = r.message;
+        op.finished_at = now();
+        (void)ws_.record(op);
+        return r;
+    };
+    FlowResult why;
+    step(1, "signed " + kind + " command and token from the backend");
+    json body = command_body;
+    body["request_id"] = op.id;  // a retried request gets the same command
+    body["kind"] = kind;
+    auto issued = post("/v1/devices/" + t.device.to_string() + "/commands", body);
+    if (!issued.ok()) return failed(fail(refusal_outcome(issued), "no " + kind + " command: " + issued.describe()));
+    auto command = signed_object_from_b64(issued.body["command"]);
+    if (!command) return failed(fail(Outcome::backend, "the backend's command does not decode"));
+    auto grant = online_grant(backend_, t.device, json{std::string(to_string(operation))}, why);
+    if (!grant) return failed(why);
+    step(2, "pairing with the device at " + t.address);
+    auto paired = pair(t, *grant, key_, why);
+    if (!paired) return failed(why);
+    step(3, "running the " + kind + " command on the device");
+    auto resp = run_request(*paired, Request{operation, *command}, why);
+    if (!resp) return failed(why);
+    if (!resp->ok) return failed(fail(Outcome::device_refused, "the device refused the " + kind + " command: " + resp->message));
+    json d{{"device_id", t.device.to_string()}, {"counter", resp->counter.value_or(0)}};
+    bool all_ok = true;
+    if (operation == Operation::diagnose) {
+        json list = json::array();
+        for (const auto& r : resp->diagnostics) {
+            list.push_back({{"name", std::string(to_string(r.id))}, {"ok", r.ok}, {"detail", r.detail}});
+            all_ok = all_ok && r.ok;
+        }
+        d["diagnostics"] = list;
+    }
+    op.state = "done";
+    op.detail = operation == Operation::diagnose ? (all_ok ? "all diagnostics passed" : "a diagnostic failed") : "applied";
+    op.finished_at = now();
+    (void)ws_.record(op);
+    if (operation == Operation::diagnose) {
+        FlowResult r{all_ok ? Outcome::ok : Outcome::device_refused,
+                     all_ok ? "every diagnostic passed" : "the device reports a failed diagnostic", d};
+        return r;
+    }
+    return FlowResult{Outcome::ok, "the device applied the new settings", d};
+}
+
+FlowResult Provisioner::diagnose(const Target& t, const std::vector<Diagnostic>& which) {
+    json names = json::array();
+    for (Diagnostic d : which) names.push_back(std::string(to_string(d)));
+    return owner_command(t, "diagnose", json{{"diagnostics", names}}, Operation::diagnose);
+}
+
+FlowResult Provisioner::reconfigure(const Target& t, const DeviceSettings& s) {
+    json settings = json::object();
+    if (s.label) settings["label"] = *s.label;
+    if (s.field_mode_allowed) settings["field_mode_allowed"] = *s.field_mode_allowed;
+    if (s.advertise_when_provisioned) settings["advertise_when_provisioned"] = *s.advertise_when_provisioned;
+    if (s.attach_check_interval_s) settings["attach_check_interval_s"] = *s.attach_check_interval_s;
+    if (settings.empty()) return fail(Outcome::usage, "give at least one setting to change");
+    return owner_command(t, "reconfigure", json{{"settings", settings}}, Operation::reconfigure);
 }
 
 FlowResult Provisioner::deprovision(const DeviceId& device, const std::string& reason) {
@@ -282,6 +506,115 @@ FlowResult Provisioner::flush_queue() {
         ++posted;
     }
     return FlowResult{Outcome::ok, std::to_string(posted) + " receipt(s) posted", json{{"posted", posted}, {"waiting", 0}}};
+}
+
+FlowResult Provisioner::fetch_pool(std::int64_t count, const std::vector<DeviceId>& devices) {
+    if (count < 0 || count > 10000) return fail(Outcome::usage, "--count must be between 0 and 10000");
+    if (count == 0 && devices.empty()) return fail(Outcome::usage, "give --count, or devices to fetch tokens for, or both");
+    const int steps = (count > 0 ? 1 : 0) + static_cast<int>(devices.size());
+    int done = 0;
+    std::int64_t reserved = 0;
+    std::int64_t latest = 0;  // when the pool's authorisations expire: the tokens need not outlive them
+    if (count > 0) {
+        auto request_id = ws_.open_pool_request(attempt_id(), now());
+        if (!request_id) return fail(Outcome::storage, request_id.error().message);
+        if (progress_) progress_(++done, steps, "reserving " + std::to_string(count) + " field authorisation(s)");
+        auto r = post("/v1/field-pools", json{{"request_id", *request_id}, {"count", count}});
+        if (!r.ok()) return fail(refusal_outcome(r), "no field pool: " + r.describe());
+        const std::string pool_id = r.body.value("pool_id", "");
+        std::vector<Workspace::FieldAuthorisation> list;
+        for (const auto& a : r.body.value("authorisations", json::array())) {
+            if (!a.is_object() || a.value("state", "") != "reserved") continue;
+            Workspace::FieldAuthorisation fa{a.value("id", ""), pool_id, a.value("imsi", ""), a.value("not_after", std::int64_t{0}),
+                                             a.value("authorisation", ""), "available", ""};
+            if (fa.id.empty() || !signed_object_from_b64(json(fa.authorisation))) {
+                return fail(Outcome::backend, "the backend's field pool does not decode");
+            }
+            latest = std::max(latest, fa.not_after);
+            list.push_back(std::move(fa));
+        }
+        if (auto st = ws_.store_pool(list); !st) return fail(Outcome::storage, st.error().message);
+        if (auto st = ws_.close_pool_request(*request_id, pool_id); !st) return fail(Outcome::storage, st.error().message);
+        reserved = static_cast<std::int64_t>(list.size());
+    }
+    if (latest == 0) {
+        auto existing = ws_.field_authorisations();
+        if (!existing) return fail(Outcome::storage, existing.error().message);
+        for (const auto& a : *existing) {
+            if (a.state == "available") latest = std::max(latest, a.not_after);
+        }
+    }
+    const std::int64_t ttl = latest - now();
+    if (!devices.empty() && ttl < 60) {
+        return fail(Outcome::usage, "the local pool has no unexpired authorisation to go with device tokens: add --count");
+    }
+    int tokens = 0;
+    for (const auto& d : devices) {
+        if (progress_) progress_(++done, steps, "token for device " + d.to_string());
+        auto r = post("/v1/tokens", json{{"device_id", d.to_string()}, {"operations", {"deliver-field", "query"}}, {"ttl_s", ttl}});
+        if (!r.ok()) {
+            return fail(refusal_outcome(r), "no field token for device " + d.to_string() + " (" + std::to_string(tokens) +
+                                                " fetched before it): " + r.describe());
+        }
+        Workspace::FieldToken t{d.to_string(), r.body.value("token", ""),
+                                r.body["operator_certificate"].is_string() ? r.body["operator_certificate"].get<std::string>() : "",
+                                r.body.value("not_after", std::int64_t{0})};
+        if (!signed_object_from_b64(json(t.token))) return fail(Outcome::backend, "the backend's token does not decode");
+        if (auto st = ws_.store_field_token(t); !st) return fail(Outcome::storage, st.error().message);
+        ++tokens;
+    }
+    auto summary = pool_status(ws_);
+    summary.message = std::to_string(reserved) + " authorisation(s) reserved, " + std::to_string(tokens) +
+                      " device token(s) fetched; " + summary.message;
+    return summary;
+}
+
+FlowResult Provisioner::return_pool() {
+    auto all = ws_.field_authorisations();
+    if (!all) return fail(Outcome::storage, all.error().message);
+    std::map<std::string, std::vector<std::string>> by_pool;
+    for (const auto& a : *all) {
+        if (a.state == "available") by_pool[a.pool_id].push_back(a.id);
+    }
+    std::int64_t returned = 0;
+    for (const auto& [pool, ids] : by_pool) {
+        auto r = post("/v1/field-pools/" + pool + "/return", json{{"ids", ids}});
+        if (!r.ok()) {
+            return fail(refusal_outcome(r), std::to_string(returned) + " authorisation(s) returned, then: " + r.describe());
+        }
+        for (const auto& id : ids) (void)ws_.set_authorisation_state(id, "returned");
+        returned += static_cast<std::int64_t>(ids.size());
+    }
+    return FlowResult{Outcome::ok, std::to_string(returned) + " unused authorisation(s) returned to the backend",
+                      json{{"returned", returned}}};
+}
+
+FlowResult pool_status(const Workspace& ws) {
+    auto all = ws.field_authorisations();
+    if (!all) return fail(Outcome::storage, all.error().message);
+    auto tokens = ws.field_tokens();
+    if (!tokens) return fail(Outcome::storage, tokens.error().message);
+    const std::int64_t t = now();
+    std::map<std::string, std::int64_t> counts{{"available", 0}, {"claimed", 0}, {"delivered", 0}, {"synced", 0},
+                                               {"returned", 0},  {"refused", 0}, {"expired", 0}};
+    json items = json::array();
+    for (const auto& a : *all) {
+        const std::string state = a.state == "available" && a.not_after <= t ? "expired" : a.state;
+        ++counts[state];
+        items.push_back({{"id", a.id}, {"pool_id", a.pool_id}, {"imsi", a.imsi}, {"state", state}, {"not_after", a.not_after},
+                         {"device_id", a.device_id}});
+    }
+    json token_items = json::array();
+    std::int64_t usable_tokens = 0;
+    for (const auto& tk : *tokens) {
+        token_items.push_back({{"device_id", tk.device_id}, {"not_after", tk.not_after}, {"expired", tk.not_after <= t}});
+        if (tk.not_after > t) ++usable_tokens;
+    }
+    json d{{"counts", counts}, {"authorisations", items}, {"tokens", token_items}};
+    return FlowResult{Outcome::ok,
+                      std::to_string(counts["available"]) + " authorisation(s) available, " + std::to_string(counts["delivered"]) +
+                          " waiting to sync, " + std::to_string(usable_tokens) + " device token(s) usable",
+                      d};
 }
 
 FlowResult enroll(Workspace& ws, const std::string& backend_url, const std::string& ca_file, const std::string& enrolment_token,

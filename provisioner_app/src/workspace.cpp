@@ -49,7 +49,36 @@ CREATE TABLE IF NOT EXISTS operations (
 CREATE TABLE IF NOT EXISTS pending_receipts (
     object_id TEXT PRIMARY KEY, attempt_id TEXT NOT NULL, device_id TEXT NOT NULL, request TEXT NOT NULL,
     queued_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS field_authorisations (
+    id TEXT PRIMARY KEY, pool_id TEXT NOT NULL, imsi TEXT NOT NULL, not_after INTEGER NOT NULL,
+    authorisation TEXT NOT NULL, state TEXT NOT NULL, device_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS field_tokens (
+    device_id TEXT PRIMARY KEY, token TEXT NOT NULL, operator_certificate TEXT NOT NULL, not_after INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pool_requests (
+    request_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, pool_id TEXT NOT NULL);
 )sql";
+
+// BEGIN IMMEDIATE ... COMMIT around fn; rolled back when fn fails.
+template <typename Fn>
+Status in_transaction(sqlite3* db, Fn&& fn) {
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(db, "journal");
+    Status st = fn();
+    if (!st) {
+        sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+        return st;
+    }
+    if (sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+        auto e = db_error(db, "journal");
+        sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+        return e;
+    }
+    return {};
+}
+
+Workspace::FieldAuthorisation authorisation_from(const std::vector<std::string>& r) {
+    return {r[0], r[1], r[2], std::atoll(r[3].c_str()), r[4], r[5], r[6]};
+}
+constexpr const char* kAuthorisationColumns = "id, pool_id, imsi, not_after, authorisation, state, device_id";
 
 }  // namespace
 
@@ -174,6 +203,112 @@ Result<std::vector<Workspace::PendingReceipt>> Workspace::pending_receipts() con
         out.push_back({r[0], r[1], r[2], json::parse(r[3], nullptr, false), std::atoll(r[4].c_str())});
     }
     return out;
+}
+
+Status Workspace::store_pool(const std::vector<FieldAuthorisation>& list) {
+    return in_transaction(db_, [&]() -> Status {
+        for (const auto& a : list) {
+            auto r = run(db_,
+                         "INSERT OR IGNORE INTO field_authorisations (id, pool_id, imsi, not_after, authorisation, state, "
+                         "device_id) VALUES (?, ?, ?, ?, ?, 'available', '')",
+                         {a.id, a.pool_id, a.imsi, std::to_string(a.not_after), a.authorisation});
+            if (!r) return r.error();
+        }
+        return {};
+    });
+}
+
+Result<std::vector<Workspace::FieldAuthorisation>> Workspace::field_authorisations() const {
+    auto rows = run(db_, (std::string("SELECT ") + kAuthorisationColumns + " FROM field_authorisations ORDER BY imsi").c_str(), {});
+    if (!rows) return rows.error();
+    std::vector<FieldAuthorisation> out;
+    for (const auto& r : *rows) out.push_back(authorisation_from(r));
+    return out;
+}
+
+Result<std::optional<Workspace::FieldAuthorisation>> Workspace::claim_authorisation(const std::string& device_id,
+                                                                                     std::int64_t now) {
+    std::optional<FieldAuthorisation> found;
+    auto st = in_transaction(db_, [&]() -> Status {
+        auto mine = run(db_,
+                        (std::string("SELECT ") + kAuthorisationColumns +
+                         " FROM field_authorisations WHERE device_id = ? AND state IN ('claimed', 'delivered')")
+                            .c_str(),
+                        {device_id});
+        if (!mine) return mine.error();
+        if (!mine->empty()) {
+            found = authorisation_from(mine->front());
+            return {};
+        }
+        auto free = run(db_,
+                        (std::string("SELECT ") + kAuthorisationColumns +
+                         " FROM field_authorisations WHERE state = 'available' AND not_after > ? ORDER BY not_after, imsi "
+                         "LIMIT 1")
+                            .c_str(),
+                        {std::to_string(now)});
+        if (!free) return free.error();
+        if (free->empty()) return {};
+        found = authorisation_from(free->front());
+        found->state = "claimed";
+        found->device_id = device_id;
+        auto upd = run(db_, "UPDATE field_authorisations SET state = 'claimed', device_id = ? WHERE id = ?", {device_id, found->id});
+        if (!upd) return upd.error();
+        return {};
+    });
+    if (!st) return st.error();
+    return found;
+}
+
+Status Workspace::set_authorisation_state(const std::string& id, const std::string& state) {
+    // Back to available releases the device binding too.
+    auto r = state == "available"
+                 ? run(db_, "UPDATE field_authorisations SET state = 'available', device_id = '' WHERE id = ?", {id})
+                 : run(db_, "UPDATE field_authorisations SET state = ? WHERE id = ?", {state, id});
+    if (!r) return r.error();
+    return {};
+}
+
+Status Workspace::store_field_token(const FieldToken& t) {
+    auto r = run(db_,
+                 "INSERT OR REPLACE INTO field_tokens (device_id, token, operator_certificate, not_after) VALUES (?, ?, ?, ?)",
+                 {t.device_id, t.token, t.operator_certificate, std::to_string(t.not_after)});
+    if (!r) return r.error();
+    return {};
+}
+
+Result<std::optional<Workspace::FieldToken>> Workspace::field_token(const std::string& device_id, std::int64_t now) const {
+    auto rows = run(db_,
+                    "SELECT device_id, token, operator_certificate, not_after FROM field_tokens WHERE device_id = ? AND "
+                    "not_after > ?",
+                    {device_id, std::to_string(now)});
+    if (!rows) return rows.error();
+    if (rows->empty()) return std::optional<FieldToken>{};
+    const auto& r = rows->front();
+    return std::optional<FieldToken>(FieldToken{r[0], r[1], r[2], std::atoll(r[3].c_str())});
+}
+
+Result<std::vector<Workspace::FieldToken>> Workspace::field_tokens() const {
+    auto rows = run(db_, "SELECT device_id, token, operator_certificate, not_after FROM field_tokens ORDER BY device_id", {});
+    if (!rows) return rows.error();
+    std::vector<FieldToken> out;
+    for (const auto& r : *rows) out.push_back({r[0], r[1], r[2], std::atoll(r[3].c_str())});
+    return out;
+}
+
+Result<std::string> Workspace::open_pool_request(const std::string& fresh_id, std::int64_t now) {
+    auto open = run(db_, "SELECT request_id FROM pool_requests WHERE pool_id = '' ORDER BY created_at LIMIT 1", {});
+    if (!open) return open.error();
+    if (!open->empty()) return open->front()[0];
+    auto ins = run(db_, "INSERT INTO pool_requests (request_id, created_at, pool_id) VALUES (?, ?, '')",
+                   {fresh_id, std::to_string(now)});
+    if (!ins) return ins.error();
+    return fresh_id;
+}
+
+Status Workspace::close_pool_request(const std::string& request_id, const std::string& pool_id) {
+    auto r = run(db_, "UPDATE pool_requests SET pool_id = ? WHERE request_id = ?", {pool_id, request_id});
+    if (!r) return r.error();
+    return {};
 }
 
 }  // namespace credprov::provisioner

@@ -7,7 +7,9 @@
 // returns its stored receipt for the same bundle, and a receipt that could
 // not be posted waits in the journal's queue (flush_queue) — so a retry after
 // a dropped link, a crash or an unreachable backend converges to one active
-// subscriber both sides agree on. No Qt, no printing: progress goes to a
+// subscriber both sides agree on. Field mode works the same from a pool
+// fetched in advance: the authorisation is claimed for the device before
+// anything is sent, so a retry delivers the same one. No Qt, no printing: progress goes to a
 // callback. Never logs or returns key material.
 #pragma once
 
@@ -17,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "credprov/protocol/identifiers.hpp"
+#include "credprov/protocol/signed_objects.hpp"
 #include "credprov/provisioner/backend_client.hpp"
 #include "credprov/provisioner/workspace.hpp"
 
@@ -46,6 +49,18 @@ struct Target {
     std::string address;  // tcp://host:port or unix:/path
 };
 
+enum class Mode : std::uint8_t {
+    sealed,  // the backend mints a bundle sealed to the device (online)
+    field,   // an authorisation from the local pool; the device makes its own keys
+};
+
+struct ProvisionOptions {
+    Mode mode{Mode::sealed};
+    // Field mode only: do not try the backend at all; the receipt waits in
+    // the queue for 'queue flush' (the sync).
+    bool offline{false};
+};
+
 // (step, of, what)
 using Progress = std::function<void(int, int, const std::string&)>;
 
@@ -53,15 +68,29 @@ class Provisioner {
 public:
     Provisioner(Workspace& ws, Settings settings, const crypto::SigningKey& key, Progress progress = {});
 
-    [[nodiscard]] FlowResult provision(const Target& t);
+    [[nodiscard]] FlowResult provision(const Target& t, const ProvisionOptions& options = {});
     [[nodiscard]] FlowResult query(const Target& t);
+    // Owner commands over the device link: the backend signs them, the
+    // device checks the operator's signature and counter.
+    [[nodiscard]] FlowResult diagnose(const Target& t, const std::vector<Diagnostic>& which);
+    [[nodiscard]] FlowResult reconfigure(const Target& t, const DeviceSettings& settings);
     [[nodiscard]] FlowResult deprovision(const DeviceId& device, const std::string& reason);
     // Posts every queued receipt; stops counting at the first unreachable answer.
     [[nodiscard]] FlowResult flush_queue();
 
+    // Field pool: reserve `count` authorisations and fetch, for each listed
+    // device, a token for deliver-field and query that lasts as long as they
+    // do, so the devices can be provisioned without connectivity.
+    [[nodiscard]] FlowResult fetch_pool(std::int64_t count, const std::vector<DeviceId>& devices);
+    // Hands every unused authorisation back to the backend.
+    [[nodiscard]] FlowResult return_pool();
+
 private:
     BackendReply post(const std::string& path, const nlohmann::json& body);
     FlowResult post_receipt(const Workspace::PendingReceipt& pending, Workspace::Operation& op);
+    FlowResult provision_field(const Target& t, const ProvisionOptions& options);
+    // Runs one owner command (reconfigure or diagnose) end to end.
+    FlowResult owner_command(const Target& t, const std::string& kind, const nlohmann::json& command_body, Operation op);
 
     Workspace& ws_;
     Settings settings_;
@@ -69,6 +98,9 @@ private:
     Progress progress_;
     BackendClient backend_;
 };
+
+// What the local field pool holds (no backend needed).
+[[nodiscard]] FlowResult pool_status(const Workspace& ws);
 
 // Enrols this provisioner's key with an admin-issued enrolment token and
 // saves the settings. Idempotent for the same key and token.

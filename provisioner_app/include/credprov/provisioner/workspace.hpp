@@ -3,8 +3,10 @@
 // --home overrides):
 //   provisioner.key   the provisioner's Ed25519 key (0600, common/key_file.hpp)
 //   settings.json     backend URL, CA file, provisioner id and name
-//   journal.db        SQLite: every operation and its outcome (history), and
-//                     the receipts waiting to be posted (queue)
+//   journal.db        SQLite: every operation and its outcome (history), the
+//                     receipts waiting to be posted (queue), and the field
+//                     pool: authorisations and device tokens fetched in
+//                     advance for offline field-mode work
 // Nothing here is written outside that folder; the key never leaves it.
 #pragma once
 
@@ -75,6 +77,42 @@ public:
     [[nodiscard]] Status queue_receipt(const PendingReceipt& r);
     [[nodiscard]] Status drop_receipt(const std::string& object_id);
     [[nodiscard]] Result<std::vector<PendingReceipt>> pending_receipts() const;
+
+    // ---- field pool ------------------------------------------------------------
+    // A field authorisation's life here: available -> claimed (by one device,
+    // before anything is sent) -> delivered (the device's receipt is queued)
+    // -> synced (the backend took the receipt); or available -> returned.
+    struct FieldAuthorisation {
+        std::string id;
+        std::string pool_id;
+        std::string imsi;
+        std::int64_t not_after{0};
+        std::string authorisation;  // the signed object, base64
+        std::string state;
+        std::string device_id;      // once claimed
+    };
+    [[nodiscard]] Status store_pool(const std::vector<FieldAuthorisation>& list);  // keeps local states of known ids
+    [[nodiscard]] Result<std::vector<FieldAuthorisation>> field_authorisations() const;
+    // The authorisation already claimed for this device (a retry), else the
+    // available one expiring first, claimed for it in one transaction.
+    // Empty when the pool holds nothing usable.
+    [[nodiscard]] Result<std::optional<FieldAuthorisation>> claim_authorisation(const std::string& device_id, std::int64_t now);
+    [[nodiscard]] Status set_authorisation_state(const std::string& id, const std::string& state);
+
+    struct FieldToken {
+        std::string device_id;
+        std::string token;                 // base64
+        std::string operator_certificate;  // base64 or empty
+        std::int64_t not_after{0};
+    };
+    [[nodiscard]] Status store_field_token(const FieldToken& t);
+    [[nodiscard]] Result<std::optional<FieldToken>> field_token(const std::string& device_id, std::int64_t now) const;
+    [[nodiscard]] Result<std::vector<FieldToken>> field_tokens() const;
+
+    // Pool fetches are idempotent at the backend by request id: an
+    // unfinished fetch (its answer lost) is retried with the same id.
+    [[nodiscard]] Result<std::string> open_pool_request(const std::string& fresh_id, std::int64_t now);
+    [[nodiscard]] Status close_pool_request(const std::string& request_id, const std::string& pool_id);
 
 private:
     explicit Workspace(std::filesystem::path home, sqlite3* db) : home_(std::move(home)), db_(db) {}
