@@ -94,7 +94,10 @@ struct Paired {
 };
 
 // Connects and pairs (M1/M2). On failure returns nothing and sets `why`.
-std::optional<Paired> pair(const Target& t, const Grant& grant, const crypto::SigningKey& key, FlowResult& why) {
+// Offers field mode only when the technician asked for it (never a silent
+// downgrade of sealed mode).
+std::optional<Paired> pair(const Target& t, const Grant& grant, const crypto::SigningKey& key, FlowResult& why,
+                           std::uint64_t modes = kModeSealed) {
     auto code = SetupCode::parse(t.code);
     if (!code) {
         why = fail(Outcome::usage, "the setup code must be 8 to 16 digits");
@@ -112,6 +115,7 @@ std::optional<Paired> pair(const Target& t, const Grant& grant, const crypto::Si
     setup.token = grant.token;
     setup.operator_certificate = grant.operator_certificate;
     setup.now = static_cast<std::uint64_t>(now());
+    setup.modes = modes;
     Paired p{std::move(*link), std::make_unique<ProvisionerSession>(std::move(setup), *code)};
     auto m1 = p.session->start();
     if (!m1) {
@@ -321,12 +325,19 @@ FlowResult Provisioner::provision_field(const Target& t, const ProvisionOptions&
     (void)ws_.record(op);
 
     step(2, "pairing with the device at " + t.address);
-    auto paired = pair(t, *grant, key_, why);
+    auto paired = pair(t, *grant, key_, why, kModeSealed | kModeField);
     if (!paired) return failed(why);
 
     step(3, "delivering the field authorisation; the device generates its keys");
     auto resp = run_request(*paired, Request{Operation::deliver_field, *object}, why);
-    if (!resp) return failed(why);  // the claim stays: the device may have committed
+    if (!resp && why.outcome == Outcome::device_refused) {
+        // The device answered with a refusal: it committed nothing, so the
+        // authorisation is free again. After a link failure the claim stays:
+        // the device may have committed, and a retry must deliver the same one.
+        (void)ws_.set_authorisation_state(auth.id, "available");
+        return failed(why);
+    }
+    if (!resp) return failed(why);
     if (!resp->ok || !resp->receipt) {
         // The device said no: it committed nothing, so the authorisation is free again.
         (void)ws_.set_authorisation_state(auth.id, "available");

@@ -112,10 +112,13 @@ public:
     BackendLab(const BackendLab&) = delete;
     BackendLab& operator=(const BackendLab&) = delete;
 
-    // Starts the server and waits for its "listening" log line.
-    void start() {
+    // Starts the server and waits for its "listening" log line. With
+    // same_port, on the port it had before (clients keep their URL).
+    void start(bool same_port = false) {
         const auto before = std::filesystem::exists(log) ? std::filesystem::file_size(log) : 0;
-        server_ = std::make_unique<AgentProcess>(CREDPROV_BACKEND, std::vector<std::string>{"-c", config.string(), "serve"}, log);
+        std::vector<std::string> args{"-c", config.string(), "serve"};
+        if (same_port) args.insert(args.end(), {"--port", std::to_string(port)});
+        server_ = std::make_unique<AgentProcess>(CREDPROV_BACKEND, args, log);
         const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
         static const std::regex listening(R"re("msg":"listening".*"port":([0-9]+))re");
         while (std::chrono::steady_clock::now() < end) {

@@ -30,9 +30,14 @@ struct E2ELab {
     int agent_port = free_port();
     std::unique_ptr<AgentProcess> agentd;
 
-    explicit E2ELab(std::vector<std::string> operations = {"query", "deliver-sealed", "deprovision"}) {
-        REQUIRE(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "factory-init", "--root", to_hex(lab.root_public())})
-                    .exit_code == 0);
+    // operations: what the technician is enrolled for; factory_flags: extra
+    // credprov-agentctl factory-init options (e.g. --field-mode).
+    explicit E2ELab(std::vector<std::string> operations = {"query", "deliver-sealed", "deprovision"},
+                    std::vector<std::string> factory_flags = {}) {
+        std::vector<std::string> init{CREDPROV_AGENTCTL, "--state-dir", state.string(), "factory-init", "--root",
+                                      to_hex(lab.root_public())};
+        init.insert(init.end(), factory_flags.begin(), factory_flags.end());
+        REQUIRE(run_command(init).exit_code == 0);
         const json status = this->status();
         device = status["device_id"].get<std::string>();
         code = field_of(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "label"}).out, "setup code");
@@ -74,6 +79,16 @@ struct E2ELab {
         std::vector<std::string> argv{CREDPROV_CLI, "--home", home.string(), "--json"};
         argv.insert(argv.end(), args.begin(), args.end());
         return run_command(argv);
+    }
+    std::vector<std::string> target(int port) const {
+        return {"--address", "tcp://127.0.0.1:" + std::to_string(port), "--device", device, "--code", code};
+    }
+    // credprov <command> <target on the agent's port> <extra...>
+    CommandResult on_device(const std::string& command, std::vector<std::string> extra = {}) const {
+        std::vector<std::string> args{command};
+        for (auto& a : target(agent_port)) args.push_back(a);
+        args.insert(args.end(), extra.begin(), extra.end());
+        return credprov(args);
     }
     CommandResult provision(int port) const {
         return credprov({"provision", "--address", "tcp://127.0.0.1:" + std::to_string(port), "--device", device, "--code", code});
