@@ -1,0 +1,68 @@
+// The device agent's side of BLE: a GATT peripheral registered with
+// bluetoothd over D-Bus (org.bluez.GattManager1.RegisterApplication) and an
+// advertisement (org.bluez.LEAdvertisingManager1), following gatt_profile.hpp.
+//
+// Single-threaded: the owner polls fd() with its other descriptors and
+// calls pump() and maintain(); a provisioning session's GattLink drives the
+// bus itself while the session runs. maintain() (re-)registers whenever it
+// is needed: at start, when the adapter appears or is powered on again, and
+// after bluetoothd restarts. One session at a time; a second central is
+// refused while one is in a session.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "credprov/protocol/identifiers.hpp"
+#include "credprov/protocol/result.hpp"
+#include "credprov/transport/ble/gatt_link.hpp"
+
+namespace credprov::transport::ble {
+
+struct PeripheralOptions {
+    std::string adapter{"hci0"};
+    DeviceId device;
+    std::uint8_t modes{1};           // kModeSealed | kModeField (messages.hpp), shown in the info characteristic
+    bool provisioned{false};         // flag in the advertisement and the info characteristic
+    bool advertise{true};            // advertise at start
+    bool power_on_adapter{true};     // power the adapter on if it is off
+};
+
+class BlePeripheral {
+public:
+    // Connects to the system bus and exports the GATT objects; registration
+    // with bluetoothd happens in maintain().
+    [[nodiscard]] static Result<std::unique_ptr<BlePeripheral>> create(const PeripheralOptions& options);
+    ~BlePeripheral();
+    BlePeripheral(const BlePeripheral&) = delete;
+    BlePeripheral& operator=(const BlePeripheral&) = delete;
+
+    [[nodiscard]] int fd() const;
+    void pump(std::chrono::milliseconds timeout);
+
+    // Registers the application and the advertisement when they are not (or
+    // no longer) registered; retries at most once a second. Returns true when
+    // a (re-)registration happened in this call.
+    bool maintain();
+    [[nodiscard]] bool registered() const noexcept;
+    // Why the last registration attempt failed (empty after a success).
+    [[nodiscard]] const std::string& problem() const noexcept;
+
+    // The session a central started with its first write, once; else null.
+    [[nodiscard]] std::shared_ptr<GattLink> take_session();
+    // Ends the current session and disconnects its central.
+    void end_session();
+
+    void set_advertising(bool on);
+    void set_provisioned(bool provisioned);
+    [[nodiscard]] bool advertising() const noexcept;
+
+    struct Impl;
+
+private:
+    explicit BlePeripheral(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace credprov::transport::ble
