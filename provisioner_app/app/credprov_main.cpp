@@ -10,7 +10,7 @@
 //   credprov pool fetch --count N [--device ID ...] [--devices-file F] | pool status | pool return
 //   credprov queue flush | queue status                receipts waiting for the backend (the sync)
 //   credprov history [--limit N]
-//   credprov discover                                  (TCP/Unix devices are addressed directly)
+//   credprov discover [--ble] [--adapter hciN] [--seconds S]   BLE devices nearby
 //
 // Addresses: tcp://host:port, unix:/path (ble: and nfc: arrive with their
 // transports). --json prints one JSON object for scripts; otherwise plain
@@ -29,7 +29,14 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
+#include <set>
+
 #include "credprov/provisioner/provisioning.hpp"
+#ifdef CREDPROV_HAVE_BLE
+#include "credprov/transport/ble/central.hpp"
+#include "credprov/transport/ble/gatt_profile.hpp"
+#endif
 
 using namespace credprov;
 using namespace credprov::provisioner;
@@ -64,13 +71,15 @@ int main(int argc, char** argv) {
     auto* enroll_cmd = app.add_subcommand("enroll", "create this tool's key and enrol it with an admin-issued enrolment token");
     std::string backend_url, ca_file, token, name;
     enroll_cmd->add_option("--backend", backend_url, "backend base URL, e.g. https://hss.example.net:8443")->required();
-    enroll_cmd->add_option("--token", token, "enrolment token from the operator's admin (cpe_...)")->required();
+    enroll_cmd->add_option("--token", token,
+                           "enrolment token from the operator's admin (cpe_...; or CREDPROV_ENROLMENT_TOKEN, which keeps it out of "
+                           "the process list)");
     enroll_cmd->add_option("--ca", ca_file, "PEM file of the CA that signed the backend's certificate");
     enroll_cmd->add_option("--name", name, "name to enrol under (default: the token's)");
 
     std::string address, label, device_text, code;
     auto add_target = [&](CLI::App* c) {
-        c->add_option("--address", address, "device address: tcp://host:port or unix:/path")->required();
+        c->add_option("--address", address, "device address: tcp://host:port, unix:/path or ble:[<device id>][@hciN]")->required();
         c->add_option("--label", label, "the label's QR payload (CP1:...), instead of --device and --code");
         c->add_option("--device", device_text, "device id from the label");
         c->add_option("--code", code, "setup code from the label (or CREDPROV_SETUP_CODE)");
@@ -119,7 +128,13 @@ int main(int argc, char** argv) {
     auto* history_cmd = app.add_subcommand("history", "the local journal of operations and outcomes");
     std::size_t limit = 20;
     history_cmd->add_option("--limit", limit, "entries")->capture_default_str();
-    auto* discover_cmd = app.add_subcommand("discover", "find devices nearby (BLE and NFC providers; TCP/Unix are addressed directly)");
+    auto* discover_cmd = app.add_subcommand("discover", "find credprov devices nearby over BLE (TCP/Unix devices are addressed directly)");
+    bool discover_ble = true;
+    std::string adapter = "hci0";
+    double seconds = 5;
+    discover_cmd->add_flag("--ble", discover_ble, "scan over BLE (the default and, for now, the only discovery provider)");
+    discover_cmd->add_option("--adapter", adapter, "Bluetooth adapter")->capture_default_str();
+    discover_cmd->add_option("--seconds", seconds, "how long to scan")->check(CLI::Range(0.5, 120.0))->capture_default_str();
 
     try {
         app.parse(argc, argv);
@@ -134,13 +149,55 @@ int main(int argc, char** argv) {
     auto ws = Workspace::open(home);
     if (!ws) return finish(FlowResult{Outcome::storage, ws.error().message, json::object()}, json_out);
 
-    if (*enroll_cmd) return finish(enroll(*ws, backend_url, ca_file, token, name), json_out);
+    if (*enroll_cmd) {
+        if (token.empty()) {
+            if (const char* env = std::getenv("CREDPROV_ENROLMENT_TOKEN")) token = env;
+        }
+        if (token.empty()) {
+            return finish(FlowResult{Outcome::usage, "give the enrolment token: --token or CREDPROV_ENROLMENT_TOKEN", json::object()},
+                          json_out);
+        }
+        const FlowResult r = enroll(*ws, backend_url, ca_file, token, name);
+        sodium_memzero(token.data(), token.size());
+        return finish(r, json_out);
+    }
     if (*discover_cmd) {
+#ifdef CREDPROV_HAVE_BLE
+        (void)discover_ble;
+        if (!transport::ble::valid_adapter_name(adapter)) {
+            return finish(FlowResult{Outcome::usage, "--adapter must be hci0..hci99", json::object()}, json_out);
+        }
+        std::set<std::string> shown;
+        auto found = transport::ble::discover(
+            transport::ble::CentralOptions{adapter, true}, std::chrono::milliseconds(static_cast<long>(seconds * 1000)),
+            [&](const transport::ble::DiscoveredDevice& d) {
+                if (json_out || !shown.insert(d.object_path).second) return;
+                char disc[8];
+                std::snprintf(disc, sizeof disc, "%04x", d.discriminator);
+                std::printf("%s  discriminator %s  rssi %d dBm  %s%s\n", d.address.c_str(), disc, d.rssi.value_or(0),
+                            d.provisioned ? "provisioned" : "unprovisioned", d.name.empty() ? "" : ("  " + d.name).c_str());
+                std::fflush(stdout);
+            });
+        if (!found) return finish(FlowResult{Outcome::link, found.error().message, json::object()}, json_out);
+        json items = json::array();
+        for (const auto& d : *found) {
+            char disc[8];
+            std::snprintf(disc, sizeof disc, "%04x", d.discriminator);
+            items.push_back({{"address", d.address}, {"name", d.name}, {"discriminator", disc}, {"rssi", d.rssi.value_or(0)},
+                             {"provisioned", d.provisioned}});
+        }
+        if (json_out) return finish(FlowResult{Outcome::ok, std::to_string(found->size()) + " device(s)", json{{"items", items}}}, true);
+        std::printf("%zu credprov device(s) found on %s\n", found->size(), adapter.c_str());
+        return 0;
+#else
+        (void)discover_ble;
+        (void)seconds;
         return finish(FlowResult{Outcome::usage,
-                                 "no discovery provider in this build: address TCP/Unix devices with --address "
-                                 "(BLE and NFC discovery arrive with their transports)",
+                                 "this build of credprov has no BLE support (configure with -DCREDPROV_WITH_BLE=ON); "
+                                 "address TCP/Unix devices with --address",
                                  json::object()},
                       json_out);
+#endif
     }
     if (*history_cmd) {
         auto h = ws->history(limit);

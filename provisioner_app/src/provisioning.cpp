@@ -10,6 +10,10 @@
 #include "credprov/protocol/provisioner_session.hpp"
 #include "credprov/protocol/transport.hpp"
 #include "credprov/transport/stream_transport.hpp"
+#ifdef CREDPROV_HAVE_BLE
+#include "credprov/transport/ble/central.hpp"
+#include "credprov/transport/ble/gatt_profile.hpp"
+#endif
 
 namespace credprov::provisioner {
 namespace {
@@ -48,24 +52,54 @@ std::optional<SignedObject> signed_object_from_b64(const json& v) {
 
 FlowResult fail(Outcome o, std::string message) { return FlowResult{o, std::move(message), json::object()}; }
 
-// One device session over a stream link: pairs, then answers requests.
+// One device session over a link: TCP or Unix stream, or BLE GATT when the
+// build has it. Addresses: tcp://host:port, unix:/path, ble:[<device id>][@hciN]
+// (the device id defaults to the target's).
 class DeviceLink {
 public:
-    static Result<DeviceLink> connect(const std::string& address) {
+    static Result<DeviceLink> connect(const std::string& address, const DeviceId& device) {
+        if (address.rfind("ble:", 0) == 0) {
+#ifdef CREDPROV_HAVE_BLE
+            std::string text = address;
+            if (text == "ble:" || text.rfind("ble:@", 0) == 0) text = "ble:" + device.to_string() + text.substr(4);
+            auto target = transport::ble::BleTarget::parse(text);
+            if (!target) return target.error();
+            if (!(target->device == device)) return make_error(ErrorCode::malformed, "the BLE address names another device");
+            auto conn = transport::ble::connect(transport::ble::CentralOptions{target->adapter, true}, device, 20s);
+            if (!conn) return conn.error();
+            DeviceLink l;
+            l.type_ = TransportType::ble;
+            l.ble_ = std::move(*conn);
+            l.link_ = &l.ble_->link();
+            return l;
+#else
+            return make_error(ErrorCode::io, "this build of credprov has no BLE support (configure with -DCREDPROV_WITH_BLE=ON)");
+#endif
+        }
         auto addr = transport::Address::parse(address);
         if (!addr) return addr.error();
         auto link = transport::StreamTransport::connect(*addr, 5s);
         if (!link) return link.error();
-        return DeviceLink(std::move(*link));
+        DeviceLink l;
+        l.stream_ = std::move(*link);
+        l.link_ = l.stream_.get();
+        return l;
     }
+    DeviceLink(DeviceLink&& o) noexcept = default;
     Result<Bytes> exchange(const Bytes& m) {
         if (auto st = link_->send(m); !st) return st.error();
         return receive(*link_, 15s);
     }
+    [[nodiscard]] TransportType type() const noexcept { return type_; }
 
 private:
-    explicit DeviceLink(std::unique_ptr<Transport> l) : link_(std::move(l)) {}
-    std::unique_ptr<Transport> link_;
+    DeviceLink() = default;
+    TransportType type_{TransportType::tcp};  // stream links (TCP and Unix) bind the same CPace channel id
+    std::unique_ptr<Transport> stream_;
+#ifdef CREDPROV_HAVE_BLE
+    std::unique_ptr<transport::ble::BleConnection> ble_;
+#endif
+    Transport* link_{nullptr};
 };
 
 Outcome link_outcome(const Error& e) {
@@ -103,14 +137,14 @@ std::optional<Paired> pair(const Target& t, const Grant& grant, const crypto::Si
         why = fail(Outcome::usage, "the setup code must be 8 to 16 digits");
         return std::nullopt;
     }
-    auto link = DeviceLink::connect(t.address);
+    auto link = DeviceLink::connect(t.address, t.device);
     if (!link) {
         why = fail(Outcome::link, "cannot reach the device: " + link.error().message);
         return std::nullopt;
     }
     ProvisionerSetup setup;
     setup.device = t.device;
-    setup.transport = TransportType::tcp;  // stream links (TCP and Unix) bind the same CPace channel id
+    setup.transport = link->type();
     setup.key = &key;
     setup.token = grant.token;
     setup.operator_certificate = grant.operator_certificate;

@@ -1,5 +1,6 @@
 // credprov-agentd: the device's daemon. Serves provisioning sessions over the
-// stream transport (TCP or Unix socket), one session at a time, on top of the
+// stream transport (TCP or Unix socket) and, in builds with BLE, as a GATT
+// peripheral through bluetoothd; one session at a time, on top of the
 // protected store.
 //
 // Never logs a secret: log lines carry device ids, bundle ids, counters,
@@ -35,6 +36,10 @@
 #include "credprov/agent/version.hpp"
 #include "credprov/protocol/device_session.hpp"
 #include "credprov/transport/stream_transport.hpp"
+#ifdef CREDPROV_HAVE_BLE
+#include "credprov/transport/ble/gatt_profile.hpp"
+#include "credprov/transport/ble/peripheral.hpp"
+#endif
 
 namespace {
 
@@ -64,8 +69,8 @@ void set_level(const std::string& level) { spdlog::set_level(spdlog::level::from
 enum Exit : int { ok = 0, usage = 2, config = 3, store = 4, listen = 5, locked = 6 };
 
 // One provisioning session on one accepted connection.
-void serve_session(transport::StreamTransport& link, const std::string& peer, Store& store, AgentHost& host,
-                   std::chrono::seconds timeout) {
+void serve_session(Transport& link, const std::string& peer, Store& store, AgentHost& host, std::chrono::seconds timeout,
+                   TransportType type) {
     const AgentState& state = store.state();
     const DeviceIdentity identity = identity_from_state(state);
     const DeviceTrust trust = state.trust;
@@ -75,7 +80,7 @@ void serve_session(transport::StreamTransport& link, const std::string& peer, St
         spdlog::error("stored setup code is invalid: {}", code.error().message);
         return;
     }
-    DeviceSession session(identity, trust, host, *code, TransportType::tcp);
+    DeviceSession session(identity, trust, host, *code, type);
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     int exchanged = 0;
     while (!g_stop) {
@@ -169,7 +174,26 @@ int main(int argc, char** argv) {
     set_level(cfg.log_level);
 
     std::vector<transport::Address> addresses;
+    std::string ble_adapter;  // empty: no BLE
     for (const auto& a : cfg.listen) {
+        if (a.rfind("ble:", 0) == 0) {
+#ifdef CREDPROV_HAVE_BLE
+            auto adapter = transport::ble::parse_listen_adapter(a);
+            if (!adapter) {
+                spdlog::error("configuration: listen address '{}': {}", a, adapter.error().message);
+                return Exit::config;
+            }
+            if (!ble_adapter.empty()) {
+                spdlog::error("configuration: listen has more than one ble: entry; one adapter is served");
+                return Exit::config;
+            }
+            ble_adapter = *adapter;
+            continue;
+#else
+            spdlog::error("configuration: listen address '{}': this build has no BLE support (-DCREDPROV_WITH_BLE=ON)", a);
+            return Exit::config;
+#endif
+        }
         auto addr = transport::Address::parse(a);
         if (!addr) {
             spdlog::error("configuration: listen address '{}': {}", a, addr.error().message);
@@ -249,14 +273,47 @@ int main(int argc, char** argv) {
     std::optional<AgentHost> host;
     host.emplace(*store, cfg.backoff, wall_clock, std::string("credprov-agentd ") + kAgentVersion,
                  make_diagnostic_runner(cfg, *store), cfg.consent);
-    const auto ms = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
     std::string where;
     for (const auto& l : listeners) where += (where.empty() ? "" : ", ") + l.bound_address().to_string();
+#ifdef CREDPROV_HAVE_BLE
+    // The GATT peripheral: advertises while the device is unprovisioned (or
+    // when its settings ask for it), re-registers whenever bluetoothd or the
+    // adapter comes back.
+    std::unique_ptr<transport::ble::BlePeripheral> ble;
+    auto advertise_wanted = [&] {
+        const auto& rec = store->state().record;
+        return !rec.credential.has_value() || rec.settings.advertise_when_provisioned.value_or(false);
+    };
+    std::string ble_problem;
+    if (!ble_adapter.empty()) {
+        transport::ble::PeripheralOptions po;
+        po.adapter = ble_adapter;
+        po.device = identity.id;
+        po.modes = static_cast<std::uint8_t>(kModeSealed | (store->state().trust.field_mode_allowed ? kModeField : 0));
+        po.provisioned = store->state().record.credential.has_value();
+        po.advertise = advertise_wanted();
+        po.power_on_adapter = cfg.ble.power_on_adapter;
+        auto p = transport::ble::BlePeripheral::create(po);
+        if (!p) {
+            spdlog::error("ble: {}", p.error().message);
+            return Exit::listen;
+        }
+        ble = std::move(*p);
+        where += (where.empty() ? "" : ", ") + std::string("ble:") + ble_adapter;
+        spdlog::info("ble: GATT peripheral on {} (discriminator {:04x})", ble_adapter, transport::ble::discriminator_of(identity.id));
+    }
+#endif
+
+    const auto ms = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
     spdlog::info("device {} ready in {:.1f} ms; listening on {}", identity.id.to_string(),
                  static_cast<double>(ms.count()) / 1000.0, where);
 
+
     std::vector<pollfd> fds;
     for (const auto& l : listeners) fds.push_back(pollfd{l.fd(), POLLIN, 0});
+#ifdef CREDPROV_HAVE_BLE
+    if (ble) fds.push_back(pollfd{ble->fd(), POLLIN, 0});
+#endif
     while (!g_stop) {
         if (g_reload) {
             g_reload = 0;
@@ -276,10 +333,34 @@ int main(int argc, char** argv) {
                 }
             }
         }
+#ifdef CREDPROV_HAVE_BLE
+        if (ble) {
+            if (ble->maintain()) spdlog::info("ble: registered with bluetoothd on {}{}", ble_adapter, ble->advertising() ? ", advertising" : "");
+            if (ble->problem() != ble_problem) {
+                ble_problem = ble->problem();
+                if (!ble_problem.empty()) spdlog::warn("ble: {} (retrying)", ble_problem);
+            }
+        }
+#endif
         for (auto& f : fds) f.revents = 0;
         const int n = ::poll(fds.data(), fds.size(), 250);
+#ifdef CREDPROV_HAVE_BLE
+        if (ble) {
+            ble->pump(std::chrono::milliseconds(0));
+            if (auto session = ble->take_session()) {
+                spdlog::info("session on ble:{}: started", ble_adapter);
+                const bool pause = cfg.ble.stop_advertising_in_session;
+                if (pause) ble->set_advertising(false);
+                serve_session(*session, "ble:" + ble_adapter, *store, *host, std::chrono::seconds(cfg.session_timeout_s),
+                              TransportType::ble);
+                ble->end_session();
+                ble->set_provisioned(store->state().record.credential.has_value());
+                ble->set_advertising(advertise_wanted());
+            }
+        }
+#endif
         if (n <= 0) continue;
-        for (std::size_t i = 0; i < fds.size() && !g_stop; ++i) {
+        for (std::size_t i = 0; i < listeners.size() && !g_stop; ++i) {
             if ((fds[i].revents & POLLIN) == 0) continue;
             auto link = listeners[i].accept(0ms);
             if (!link) {
@@ -288,7 +369,7 @@ int main(int argc, char** argv) {
             }
             const std::string peer = listeners[i].bound_address().to_string();
             spdlog::info("session on {}: started", peer);
-            serve_session(**link, peer, *store, *host, std::chrono::seconds(cfg.session_timeout_s));
+            serve_session(**link, peer, *store, *host, std::chrono::seconds(cfg.session_timeout_s), TransportType::tcp);
         }
     }
     spdlog::info("stopping");

@@ -27,7 +27,7 @@ Result<AgentConfig> parse_config(std::string_view text, std::string_view origin)
     if (!parsed) return parsed.error();
     toml::table root = std::move(*parsed);
     AgentConfig c;
-    if (auto s = check_known(root, origin, {"agent", "backoff", "consent", "trust", "tpm"}, "top level"); !s) return s.error();
+    if (auto s = check_known(root, origin, {"agent", "backoff", "consent", "trust", "tpm", "ble"}, "top level"); !s) return s.error();
 
     if (const toml::table* a = root["agent"].as_table()) {
         if (auto s = check_known(*a, origin,
@@ -56,7 +56,7 @@ Result<AgentConfig> parse_config(std::string_view text, std::string_view origin)
             c.listen.clear();
             for (const auto& e : *arr) {
                 const auto v = e.value<std::string>();
-                if (!v) return bad(origin, e, "listen", "entries must be strings like tcp://127.0.0.1:7420 or unix:/path");
+                if (!v) return bad(origin, e, "listen", "entries must be strings like tcp://127.0.0.1:7420, unix:/path or ble:hci0");
                 c.listen.push_back(*v);
             }
         }
@@ -122,6 +122,14 @@ Result<AgentConfig> parse_config(std::string_view text, std::string_view origin)
             if (!b) return b.error();
             c.trust.pinned_owner = OperatorKeys{*s, *b, name};
         }
+    }
+
+    if (const toml::table* b = root["ble"].as_table()) {
+        if (auto s = check_known(*b, origin, {"stop_advertising_in_session", "power_on_adapter"}, "ble"); !s) return s.error();
+        if (auto s = read_bool(*b, origin, "stop_advertising_in_session", c.ble.stop_advertising_in_session); !s) return s.error();
+        if (auto s = read_bool(*b, origin, "power_on_adapter", c.ble.power_on_adapter); !s) return s.error();
+    } else if (root.contains("ble")) {
+        return bad(origin, *root.get("ble"), "ble", "must be a table");
     }
 
     if (const toml::table* t = root["tpm"].as_table()) {

@@ -33,6 +33,12 @@ struct TpmConfig {
     std::uint32_t nv_index{kDefaultNvIndex};
 };
 
+// [ble]: the GATT peripheral, served when `listen` has a "ble:" entry.
+struct BleConfig {
+    bool stop_advertising_in_session{true};  // not connectable by others while a session runs
+    bool power_on_adapter{true};             // power the adapter on when it is off
+};
+
 struct AgentConfig {
     std::filesystem::path state_dir{"/var/lib/credprov-agent"};
     std::filesystem::path key_file;  // empty: <state_dir>/store.key
@@ -45,7 +51,8 @@ struct AgentConfig {
     // afterwards the store is authoritative and these are only compared.
     DeviceTrust trust;
     std::size_t setup_code_digits{10};
-    std::optional<TpmConfig> tpm;  // [tpm] present: the store uses the TPM NV counter
+    std::optional<TpmConfig> tpm;
+    BleConfig ble;  // [tpm] present: the store uses the TPM NV counter
 
     [[nodiscard]] std::filesystem::path effective_key_file() const {
         return key_file.empty() ? state_dir / "store.key" : key_file;
