@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
     app.add_option("-c,--config", config_path, std::string("configuration file (TOML); default ") + kDefaultConfigPath +
                                                    " if it exists");
     app.add_option("--state-dir", state_dir, "directory of the protected store (overrides agent.state_dir)");
-    app.add_option("-l,--listen", listen, "address to serve, repeatable: tcp://HOST:PORT or unix:/PATH");
+    app.add_option("-l,--listen", listen, "address to serve, repeatable: tcp://HOST:PORT, unix:/PATH or ble:hciN");
     app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
     app.add_flag("--version", version, "print the version and exit");
