@@ -3,6 +3,7 @@
 
 #include <sodium.h>
 
+#include <chrono>
 #include <ctime>
 #include <map>
 
@@ -91,6 +92,19 @@ public:
         return receive(*link_, 15s);
     }
     [[nodiscard]] TransportType type() const noexcept { return type_; }
+    // What the link spent, for the record and the benchmarks.
+    [[nodiscard]] json stats() const {
+        json j{{"transport", type_ == TransportType::ble ? "ble" : "stream"}};
+#ifdef CREDPROV_HAVE_BLE
+        if (ble_) {
+            j["fragments_sent"] = ble_->link().fragments_sent();
+            j["fragments_received"] = ble_->link().fragments_received();
+            j["att_mtu"] = ble_->att_mtu();
+            j["setup_round_trips"] = ble_->setup_round_trips();
+        }
+#endif
+        return j;
+    }
 
 private:
     DeviceLink() = default;
@@ -281,6 +295,7 @@ FlowResult Provisioner::provision(const Target& t, const ProvisionOptions& optio
     if (!grant) return failed(why);
 
     step(2, "pairing with the device at " + t.address);
+    const auto connect_started = std::chrono::steady_clock::now();
     auto paired = pair(t, *grant, key_, why);
     if (!paired) return failed(why);
 
@@ -310,6 +325,10 @@ FlowResult Provisioner::provision(const Target& t, const ProvisionOptions& optio
     auto result = post_receipt(pending, op);
     result.details["attempt_id"] = op.id;
     result.details["device_id"] = t.device.to_string();
+    // From the connection attempt to the backend's "active".
+    result.details["elapsed_ms"] =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - connect_started).count();
+    result.details["link"] = paired->link.stats();
     return result;
 }
 
