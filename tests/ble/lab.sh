@@ -1,0 +1,112 @@
+# The BLE lab shared by tests/ble/scenarios and bench/ble/bench-ble: a
+# credprov-backend on loopback, an enrolled technician, and helpers to make
+# devices and run agents on the virtual controllers. Source it inside the VM
+# (tests/ble/run-in-vm) with BUILD set to a build directory with BLE support.
+# Sets WORK, OUT, URL, ROOT_PUB, CREDPROV_HOME.
+: "${BUILD:?set BUILD to the build directory}"
+OUT=${CREDPROV_BLE_RESULTS:-$(mktemp -d /tmp/ble-results.XXXXXX)}
+WORK=$(mktemp -d /tmp/ble-work.XXXXXX)
+BACKEND="$BUILD/network_backend/credprov-backend"
+AGENTD="$BUILD/target_agent/credprov-agentd"
+AGENTCTL="$BUILD/target_agent/credprov-agentctl"
+CREDPROV="$BUILD/provisioner_app/credprov"
+CENTRAL=hci1
+
+# Every background process, also those started in a scenario's subshell.
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}" $(cat "$WORK/pids" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  cp -r "$WORK"/. "$OUT/work/" 2>/dev/null || true
+}
+trap cleanup EXIT
+mkdir -p "$OUT/work"
+log() { printf '[ble %s] %s\n' "$(date +%T)" "$*" >&2; }
+json_get() { python3 -c 'import json,sys; v=json.loads(sys.argv[1])
+for k in sys.argv[2:]: v=v[int(k)] if isinstance(v,list) else v[k]
+print(v)' "$@"; }
+ip link set lo up 2>/dev/null || true
+
+# ---- the backend (once) ------------------------------------------------------------------
+mkdir -p "$WORK/backend"
+cat > "$WORK/backend/backend.toml" <<TOML
+[server]
+listen = "127.0.0.1"
+port = 0
+allow_plain_http = true
+[storage]
+database = "sqlite:$WORK/backend/backend.db"
+[operator]
+name = "BLE Lab Operator"
+[subscribers]
+plmn = "00101"
+network_name = "credprov-ble"
+[log]
+format = "text"
+TOML
+ROOT_PUB=$("$BACKEND" root create --out "$WORK/backend/root.key")
+"$BACKEND" -c "$WORK/backend/backend.toml" init --root-key "$WORK/backend/root.key" > "$WORK/backend/init.json" 2> "$WORK/backend/init.log"
+"$BACKEND" -c "$WORK/backend/backend.toml" serve > "$WORK/backend/stdout" 2> "$WORK/backend/backend.log" &
+PIDS+=($!)
+for _ in $(seq 200); do grep -q "listening on" "$WORK/backend/stdout" 2>/dev/null && break; sleep 0.05; done
+URL=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$WORK/backend/stdout")
+[[ -n "$URL" ]] || { log "the backend did not start"; exit 1; }
+ENROL=$("$BACKEND" -c "$WORK/backend/backend.toml" enrolment-token create --name "ble technician" \
+          --operations query,deliver-sealed,deprovision --ttl 600)
+export CREDPROV_HOME="$WORK/technician"
+CREDPROV_ENROLMENT_TOKEN=$(json_get "$ENROL" token) "$CREDPROV" enroll --backend "$URL" > /dev/null
+
+# ---- devices ---------------------------------------------------------------------------------
+# new_device NAME: factory-initialised store in $WORK/NAME, listed in the inventory.
+new_device() {
+  local name=$1 state="$WORK/$1/state"
+  mkdir -p "$WORK/$name"
+  "$AGENTCTL" --state-dir "$state" factory-init --root "$ROOT_PUB" > /dev/null
+  local status; status=$("$AGENTCTL" --state-dir "$state" status --json)
+  python3 - "$status" > "$WORK/$name/inventory.json" <<'PY'
+import json, sys
+s = json.loads(sys.argv[1])
+print(json.dumps({"devices": [{k: s[k] for k in ("device_id", "identity_key", "box_key", "box_signature")}]}))
+PY
+  "$BACKEND" -c "$WORK/backend/backend.toml" inventory import "$WORK/$name/inventory.json" > /dev/null
+  json_get "$status" device_id > "$WORK/$name/id"
+  "$AGENTCTL" --state-dir "$state" label | sed -n 's/^setup code *//p' > "$WORK/$name/code"
+  cat > "$WORK/$name/agent.toml" <<TOML
+[agent]
+session_timeout_s = 8
+[backoff]
+free_attempts = 10
+base_s = 1
+max_s = 2
+TOML
+}
+# start_agent NAME ADAPTER: credprov-agentd on that adapter; waits until it advertises.
+start_agent() {
+  local name=$1 adapter=$2
+  "$AGENTD" -c "$WORK/$name/agent.toml" --state-dir "$WORK/$name/state" --listen "ble:$adapter" --log-level debug \
+    2>> "$WORK/$name/agentd.log" &
+  echo $! > "$WORK/$name/pid"
+  echo $! >> "$WORK/pids"
+  for _ in $(seq 100); do grep -q "registered with bluetoothd" "$WORK/$name/agentd.log" 2>/dev/null && return 0; sleep 0.1; done
+  log "agent $name did not register with bluetoothd:"; tail -5 "$WORK/$name/agentd.log" >&2; return 1
+}
+stop_agent() { local pid; pid=$(cat "$WORK/$1/pid"); kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+discriminator() { python3 - "$(cat "$WORK/$1/id")" <<'PY'
+import base64, sys
+s = sys.argv[1].upper()
+raw = base64.b32decode(s + "=" * (-len(s) % 8))
+print("%02x%02x" % (raw[0], raw[1]))
+PY
+}
+provision() { "$CREDPROV" --json provision --address "ble:@$CENTRAL" --device "$(cat "$WORK/$1/id")" --code "$(cat "$WORK/$1/code")"; }
+active_imsi() {  # the backend's active IMSI for the device, or nothing
+  local admin; admin=$(json_get "$(cat "$WORK/backend/init.json")" admin_token)
+  python3 - "$URL" "$admin" "$(cat "$WORK/$1/id")" <<'PY'
+import json, sys, urllib.request
+url, token, device = sys.argv[1:]
+req = urllib.request.Request(f"{url}/v1/subscribers?state=active&device={device}", headers={"Authorization": f"Bearer {token}"})
+items = json.load(urllib.request.urlopen(req))["items"]
+print(len(items), " ".join(i["imsi"] for i in items))
+PY
+}
+
