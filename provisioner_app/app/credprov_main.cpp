@@ -169,7 +169,7 @@ int main(int argc, char** argv) {
         }
         std::set<std::string> shown;
         auto found = transport::ble::discover(
-            transport::ble::CentralOptions{adapter, true}, std::chrono::milliseconds(static_cast<long>(seconds * 1000)),
+            transport::ble::CentralOptions{adapter, true, {}}, std::chrono::milliseconds(static_cast<long>(seconds * 1000)),
             [&](const transport::ble::DiscoveredDevice& d) {
                 if (json_out || !shown.insert(d.object_path).second) return;
                 char disc[8];

@@ -4,6 +4,8 @@
 #include <sodium.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <map>
 
@@ -66,7 +68,11 @@ public:
             auto target = transport::ble::BleTarget::parse(text);
             if (!target) return target.error();
             if (!(target->device == device)) return make_error(ErrorCode::malformed, "the BLE address names another device");
-            auto conn = transport::ble::connect(transport::ble::CentralOptions{target->adapter, true}, device, 20s);
+            transport::ble::CentralOptions options{target->adapter, true, {}};
+            if (const char* t = std::getenv("CREDPROV_BLE_TRACE"); t != nullptr && *t != '\0' && *t != '0') {
+                options.trace = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+            }
+            auto conn = transport::ble::connect(options, device, 20s);
             if (!conn) return conn.error();
             DeviceLink l;
             l.type_ = TransportType::ble;

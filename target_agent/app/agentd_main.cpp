@@ -293,6 +293,7 @@ int main(int argc, char** argv) {
         po.provisioned = store->state().record.credential.has_value();
         po.advertise = advertise_wanted();
         po.power_on_adapter = cfg.ble.power_on_adapter;
+        po.trace = [](const std::string& line) { spdlog::debug("{}", line); };
         auto p = transport::ble::BlePeripheral::create(po);
         if (!p) {
             spdlog::error("ble: {}", p.error().message);

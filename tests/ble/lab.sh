@@ -98,7 +98,7 @@ raw = base64.b32decode(s + "=" * (-len(s) % 8))
 print("%02x%02x" % (raw[0], raw[1]))
 PY
 }
-provision() { "$CREDPROV" --json provision --address "ble:@$CENTRAL" --device "$(cat "$WORK/$1/id")" --code "$(cat "$WORK/$1/code")"; }
+provision() { CREDPROV_BLE_TRACE=1 "$CREDPROV" --json provision --address "ble:@$CENTRAL" --device "$(cat "$WORK/$1/id")" --code "$(cat "$WORK/$1/code")" 2>> "$WORK/$1/credprov.log"; }
 active_imsi() {  # the backend's active IMSI for the device, or nothing
   local admin; admin=$(json_get "$(cat "$WORK/backend/init.json")" admin_token)
   python3 - "$URL" "$admin" "$(cat "$WORK/$1/id")" <<'PY'

@@ -147,6 +147,7 @@ Result<std::vector<DiscoveredDevice>> discover(const CentralOptions& options, st
 }
 
 struct BleConnection::Impl {
+    std::function<void(const std::string&)> trace;
     std::unique_ptr<Bus> bus;
     std::string device_path;
     std::string request_path, response_path, info_path;
@@ -157,10 +158,11 @@ struct BleConnection::Impl {
     bool connected{false};
 
     Status write(ByteView fragment) {
+        if (trace) trace("ble: write of " + std::to_string(fragment.size()) + " bytes");
         auto r = bus->call(request_path, detail::kGattCharacteristicIface, "WriteValue",
                            [&](sdbus::MethodCall& c) {
                                c << std::vector<std::uint8_t>(fragment.begin(), fragment.end())
-                                 << Dict{{"type", sdbus::Variant(std::string("command"))}};
+                                 << Dict{{"type", sdbus::Variant(std::string("request"))}};
                            },
                            5s, "writing to the device");
         if (!r) return make_error(r.error().code == ErrorCode::timeout ? ErrorCode::timeout : ErrorCode::closed, r.error().message);
@@ -185,11 +187,21 @@ void BleConnection::disconnect() {
 
 namespace {
 
+// Writes go as ATT Write Requests: each is acknowledged, so a fragment the
+// device could not take fails here instead of breaking the message later
+// (a message is one or two fragments at the usual negotiated MTU).
+
 // Connects to one candidate; on success the connection is subscribed and
 // its device id confirmed.
 Result<std::unique_ptr<BleConnection::Impl>> open_candidate(std::unique_ptr<Bus>& bus, const std::string& path, const DeviceId& device,
-                                                            std::chrono::steady_clock::time_point deadline) {
+                                                            std::chrono::steady_clock::time_point deadline,
+                                                            const std::function<void(const std::string&)>& trace) {
     auto impl = std::make_unique<BleConnection::Impl>();
+    impl->trace = trace;
+    auto note = [&](const std::string& line) {
+        if (trace) trace(line);
+    };
+    note("ble: connecting to " + path);
     impl->device_path = path;
     auto left = [&] {
         return std::max(1000ms, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
@@ -212,6 +224,7 @@ Result<std::unique_ptr<BleConnection::Impl>> open_candidate(std::unique_ptr<Bus>
         bus->pump(50ms);
     }
     if (!resolved) return fail(make_error(ErrorCode::timeout, "ble: the device's services were not resolved in time"));
+    note("ble: connected; services resolved");
     auto objects = bus->managed_objects();
     if (!objects) return fail(objects.error());
     std::string service_path;
@@ -247,6 +260,7 @@ Result<std::unique_ptr<BleConnection::Impl>> open_candidate(std::unique_ptr<Bus>
     auto parsed = DeviceInfoBlob::decode(ByteView(blob.data(), blob.size()));
     if (!parsed) return fail(parsed.error());
     if (!(parsed->device == device)) return fail(make_error(ErrorCode::io, "ble: another device with the same discriminator"));
+    note("ble: device id confirmed; ATT MTU " + std::to_string(impl->mtu));
     return impl;
 }
 
@@ -278,7 +292,7 @@ Result<std::unique_ptr<BleConnection>> connect(const CentralOptions& options, co
         }  // discovery stops before connecting
         if (candidate.empty()) break;
         tried.push_back(candidate);
-        auto opened = open_candidate(*bus, candidate, device, deadline);
+        auto opened = open_candidate(*bus, candidate, device, deadline, options.trace);
         if (!opened) {
             last = opened.error();
             continue;
@@ -287,7 +301,7 @@ Result<std::unique_ptr<BleConnection>> connect(const CentralOptions& options, co
         Bus* b = bus->get();
         BleConnection::Impl* raw = impl.get();
         impl->link = std::make_unique<GattLink>(
-            impl->mtu - kAttHeader, [raw](ByteView f) { return raw->write(f); }, [b](std::chrono::milliseconds t) { b->pump(t); });
+            fragment_size_for(impl->mtu), [raw](ByteView f) { return raw->write(f); }, [b](std::chrono::milliseconds t) { b->pump(t); });
         impl->notifications = b->on_signal("type='signal',sender='org.bluez',interface='org.freedesktop.DBus.Properties',"
                                            "member='PropertiesChanged',path='" + impl->response_path + "'",
                                            [raw](sdbus::Message& m) {
@@ -297,6 +311,7 @@ Result<std::unique_ptr<BleConnection>> connect(const CentralOptions& options, co
                                                auto v = props.find("Value");
                                                if (iface != detail::kGattCharacteristicIface || v == props.end()) return;
                                                auto bytes = v->second.get<std::vector<std::uint8_t>>();
+                                               if (raw->trace) raw->trace("ble: notification of " + std::to_string(bytes.size()) + " bytes");
                                                raw->link->fragment_received(ByteView(bytes.data(), bytes.size()));
                                            });
         impl->disconnects = b->on_signal("type='signal',sender='org.bluez',interface='org.freedesktop.DBus.Properties',"

@@ -52,11 +52,12 @@ struct BlePeripheral::Impl {
     }
 
     std::shared_ptr<GattLink> open_session(const std::string& device) {
+        trace("ble: session opened by " + device);
         session_device = device;
         session_taken = false;
         auto* self = this;
         session = std::make_shared<GattLink>(
-            kDefaultAttMtu - kAttHeader, [self](ByteView f) { return self->notify(f); }, [self](std::chrono::milliseconds t) { self->bus->pump(t); });
+            fragment_size_for(kDefaultAttMtu), [self](ByteView f) { return self->notify(f); }, [self](std::chrono::milliseconds t) { self->bus->pump(t); });
         // The central going away ends the session (a clean, resumable failure).
         session_watch = bus->on_signal("type='signal',sender='org.bluez',interface='org.freedesktop.DBus.Properties',"
                                        "member='PropertiesChanged',path='" + device + "'",
@@ -76,6 +77,7 @@ struct BlePeripheral::Impl {
     Status notify(ByteView fragment) {
         if (!notifying) return make_error(ErrorCode::closed, "ble: the central is not subscribed to responses");
         response_value.assign(fragment.begin(), fragment.end());
+        trace("ble: notification of " + std::to_string(fragment.size()) + " bytes");
         try {
             response->emitPropertiesChangedSignal(detail::kGattCharacteristicIface, {"Value"});
         } catch (const sdbus::Error& e) {
@@ -85,7 +87,20 @@ struct BlePeripheral::Impl {
         return {};
     }
 
+    void trace(const std::string& line) const {
+        if (options.trace) options.trace(line);
+    }
+
     void on_write(const std::vector<std::uint8_t>& value, const Dict& opts) {
+        try {
+            take_write(value, opts);
+        } catch (const sdbus::Error& e) {
+            trace("ble: write refused: " + detail::describe(e));
+            throw;
+        }
+    }
+
+    void take_write(const std::vector<std::uint8_t>& value, const Dict& opts) {
         std::string device;
         if (auto it = opts.find("device"); it != opts.end()) device = it->second.get<sdbus::ObjectPath>();
         std::size_t mtu = kDefaultAttMtu;
@@ -94,7 +109,8 @@ struct BlePeripheral::Impl {
             throw sdbus::Error("org.bluez.Error.InProgress", "another provisioner is in a session with this device");
         }
         if (!session || session->failed() || session->is_closed()) open_session(device);
-        if (mtu > kAttHeader + 4) session->set_fragment_size(mtu - kAttHeader);
+        if (fragment_size_for(mtu) >= 4) session->set_fragment_size(fragment_size_for(mtu));
+        trace("ble: write of " + std::to_string(value.size()) + " bytes from " + device + " (mtu " + std::to_string(mtu) + ")");
         session->fragment_received(ByteView(value.data(), value.size()));
     }
 

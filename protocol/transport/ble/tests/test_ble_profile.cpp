@@ -45,6 +45,14 @@ TEST_CASE("ble profile: advertised data and device info round-trip; foreign vers
     CHECK_FALSE(DeviceInfoBlob::decode(ByteView(blob.data(), 18)).ok());
 }
 
+TEST_CASE("ble profile: fragments fit the negotiated MTU and never exceed the 512-byte attribute value limit") {
+    CHECK(fragment_size_for(23) == 20);
+    CHECK(fragment_size_for(247) == 244);
+    CHECK(fragment_size_for(515) == 512);
+    CHECK(fragment_size_for(517) == 512);  // BlueZ refused 514-byte writes at MTU 517: "Invalid Length"
+    CHECK(fragment_size_for(2) == 0);
+}
+
 TEST_CASE("ble profile: addresses name a device and an adapter; anything else is refused") {
     const std::string id = some_device().to_string();
     auto t = BleTarget::parse("ble:" + id);

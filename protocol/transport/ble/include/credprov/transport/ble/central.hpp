@@ -1,7 +1,7 @@
 // The provisioner's side of BLE: a GATT central through bluetoothd's D-Bus
 // API. Discovery with a filter on the credprov service UUID (LE only),
 // connection through org.bluez.Device1, characteristics found through the
-// object manager, requests written (without response) to the request
+// object manager, requests written (ATT Write Requests) to the request
 // characteristic and responses taken from notifications (PropertiesChanged
 // on the response characteristic's Value). Every BlueZ failure becomes an
 // error that says what failed: adapter missing or powered off, device not
@@ -33,6 +33,8 @@ struct DiscoveredDevice {
 struct CentralOptions {
     std::string adapter{"hci0"};
     bool power_on_adapter{true};
+    // Debug lines about the connection and GATT traffic (sizes, never contents).
+    std::function<void(const std::string&)> trace;
 };
 
 // Scans for `duration`, calling on_found for each credprov device as it

@@ -35,6 +35,14 @@ inline constexpr std::string_view kDefaultAdapter = "hci0";
 // ATT's default MTU is 23: 20 bytes per write or notification.
 inline constexpr std::size_t kDefaultAttMtu = 23;
 inline constexpr std::size_t kAttHeader = 3;
+// An attribute value is at most 512 bytes (Core spec, Vol 3 Part F 3.2.9),
+// whatever the MTU: BlueZ refuses longer writes with "Invalid Length".
+inline constexpr std::size_t kMaxAttValue = 512;
+// The fragment size for a negotiated ATT MTU.
+[[nodiscard]] constexpr std::size_t fragment_size_for(std::size_t att_mtu) noexcept {
+    const std::size_t payload = att_mtu > kAttHeader ? att_mtu - kAttHeader : 0;
+    return payload < kMaxAttValue ? payload : kMaxAttValue;
+}
 
 inline constexpr std::uint8_t kFlagProvisioned = 0x01;
 

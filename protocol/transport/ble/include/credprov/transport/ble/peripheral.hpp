@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,6 +28,8 @@ struct PeripheralOptions {
     bool provisioned{false};         // flag in the advertisement and the info characteristic
     bool advertise{true};            // advertise at start
     bool power_on_adapter{true};     // power the adapter on if it is off
+    // Debug lines about GATT traffic (sizes, MTU, sessions; never contents).
+    std::function<void(const std::string&)> trace;
 };
 
 class BlePeripheral {
