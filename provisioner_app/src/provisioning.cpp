@@ -80,6 +80,7 @@ public:
             l.link_ = &l.ble_->link();
             return l;
 #else
+            (void)device;
             return make_error(ErrorCode::io, "this build of credprov has no BLE support (configure with -DCREDPROV_WITH_BLE=ON)");
 #endif
         }

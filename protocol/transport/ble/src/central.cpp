@@ -165,7 +165,10 @@ struct BleConnection::Impl {
                                  << Dict{{"type", sdbus::Variant(std::string("request"))}};
                            },
                            5s, "writing to the device");
-        if (!r) return make_error(r.error().code == ErrorCode::timeout ? ErrorCode::timeout : ErrorCode::closed, r.error().message);
+        if (!r) {
+            if (r.error().message.find("Invalid Length") != std::string::npos) return make_error(ErrorCode::oversized, r.error().message);
+            return make_error(r.error().code == ErrorCode::timeout ? ErrorCode::timeout : ErrorCode::closed, r.error().message);
+        }
         return {};
     }
 };

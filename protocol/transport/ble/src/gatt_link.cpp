@@ -1,6 +1,10 @@
 // GattLink (gatt_link.hpp).
 #include "credprov/transport/ble/gatt_link.hpp"
 
+#include <algorithm>
+
+#include "credprov/transport/ble/gatt_profile.hpp"
+
 namespace credprov::transport::ble {
 
 using namespace std::chrono_literals;
@@ -28,16 +32,28 @@ void GattLink::link_lost(Error error) {
 Status GattLink::send(ByteView message) {
     if (closed_) return make_error(ErrorCode::closed, "ble: transport closed locally");
     if (link_error_) return *link_error_;
-    auto fragments = Fragmenter(fragment_size_).fragment(message);
-    if (!fragments) return fragments.error();
-    for (const auto& f : *fragments) {
-        if (auto st = write_(f); !st) {
+    for (;;) {
+        auto fragments = Fragmenter(fragment_size_).fragment(message);
+        if (!fragments) return fragments.error();
+        bool shrunk = false;
+        for (std::size_t i = 0; i < fragments->size(); ++i) {
+            auto st = write_((*fragments)[i]);
+            if (st) {
+                ++sent_;
+                continue;
+            }
+            // Refused as too long before anything of this message went out:
+            // the link takes less than its MTU promised; send it again smaller.
+            if (i == 0 && st.error().code == ErrorCode::oversized && fragment_size_ > kMinFragment) {
+                fragment_size_ = std::max(kMinFragment, fragment_size_ / 2);
+                shrunk = true;
+                break;
+            }
             link_lost(st.error());
             return st.error();
         }
-        ++sent_;
+        if (!shrunk) return {};
     }
-    return {};
 }
 
 void GattLink::set_receive_handler(ReceiveHandler handler) { received_.set_handler(std::move(handler)); }

@@ -45,12 +45,40 @@ TEST_CASE("ble profile: advertised data and device info round-trip; foreign vers
     CHECK_FALSE(DeviceInfoBlob::decode(ByteView(blob.data(), 18)).ok());
 }
 
-TEST_CASE("ble profile: fragments fit the negotiated MTU and never exceed the 512-byte attribute value limit") {
+TEST_CASE("ble profile: fragments fit the negotiated MTU and one LE data packet") {
     CHECK(fragment_size_for(23) == 20);
+    CHECK(fragment_size_for(100) == 97);
     CHECK(fragment_size_for(247) == 244);
-    CHECK(fragment_size_for(515) == 512);
-    CHECK(fragment_size_for(517) == 512);  // BlueZ refused 514-byte writes at MTU 517: "Invalid Length"
+    CHECK(fragment_size_for(517) == 244);  // BlueZ refused 514- and 512-byte writes at MTU 517: "Invalid Length"
     CHECK(fragment_size_for(2) == 0);
+}
+
+TEST_CASE("ble link: a first fragment the link refuses as too long is retried smaller; later ones are not") {
+    std::size_t limit = 50;  // what the link really takes
+    std::vector<std::size_t> written;
+    GattLink l(
+        200,
+        [&](ByteView f) {
+            if (f.size() > limit) return Status(make_error(ErrorCode::oversized, "Invalid Length"));
+            written.push_back(f.size());
+            return Status{};
+        },
+        [](std::chrono::milliseconds) {});
+    REQUIRE(l.send(Bytes(300, 7)).ok());
+    CHECK(l.fragment_size() <= 50);
+    CHECK(l.fragment_size() >= kMinFragment);
+    for (auto n : written) CHECK(n <= 50);
+    // The peer received whole fragments only: the refused first write left nothing behind.
+    CHECK(written.size() == fragment_count(300, l.fragment_size()));
+    // Refused in the middle of a message, it is a link failure (the peer holds a partial message).
+    limit = 30;
+    GattLink m(40, [&](ByteView f) {
+        static int n = 0;
+        if (++n > 1 && f.size() > limit) return Status(make_error(ErrorCode::oversized, "Invalid Length"));
+        return Status{};
+    }, [](std::chrono::milliseconds) {});
+    CHECK_FALSE(m.send(Bytes(100, 1)).ok());
+    CHECK(m.failed());
 }
 
 TEST_CASE("ble profile: addresses name a device and an adapter; anything else is refused") {

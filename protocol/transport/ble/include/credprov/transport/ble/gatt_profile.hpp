@@ -36,12 +36,16 @@ inline constexpr std::string_view kDefaultAdapter = "hci0";
 inline constexpr std::size_t kDefaultAttMtu = 23;
 inline constexpr std::size_t kAttHeader = 3;
 // An attribute value is at most 512 bytes (Core spec, Vol 3 Part F 3.2.9),
-// whatever the MTU: BlueZ refuses longer writes with "Invalid Length".
+// whatever the MTU, and one LE data packet (Data Length Extension) carries
+// 251 bytes: 244 of ATT value after the L2CAP and ATT headers. Fragments stay
+// within one packet; a link that takes less shrinks them (GattLink).
 inline constexpr std::size_t kMaxAttValue = 512;
+inline constexpr std::size_t kMaxFragment = 244;
+inline constexpr std::size_t kMinFragment = kDefaultAttMtu - kAttHeader;  // 20, every link carries it
 // The fragment size for a negotiated ATT MTU.
 [[nodiscard]] constexpr std::size_t fragment_size_for(std::size_t att_mtu) noexcept {
     const std::size_t payload = att_mtu > kAttHeader ? att_mtu - kAttHeader : 0;
-    return payload < kMaxAttValue ? payload : kMaxAttValue;
+    return payload < kMaxFragment ? payload : kMaxFragment;
 }
 
 inline constexpr std::uint8_t kFlagProvisioned = 0x01;
