@@ -560,6 +560,7 @@ FlowResult Provisioner::flush_queue() {
     auto pending = ws_.pending_receipts();
     if (!pending) return fail(Outcome::storage, pending.error().message);
     int posted = 0;
+    int refused = 0;
     for (const auto& p : *pending) {
         Workspace::Operation op{p.attempt_id, p.queued_at, "provision", p.device_id, "queued", "", p.object_id, "", 0};
         auto history = ws_.history(10000);
@@ -570,13 +571,27 @@ FlowResult Provisioner::flush_queue() {
         }
         auto r = post_receipt(p, op);
         if (r.outcome == Outcome::queued) {
-            return FlowResult{Outcome::queued, std::to_string(posted) + " receipt(s) posted; the backend is unreachable, " +
-                                                   std::to_string(pending->size() - static_cast<std::size_t>(posted)) + " wait",
-                              json{{"posted", posted}, {"waiting", pending->size() - static_cast<std::size_t>(posted)}}};
+            const auto waiting = pending->size() - static_cast<std::size_t>(posted + refused);
+            return FlowResult{Outcome::queued,
+                              std::to_string(posted) + " receipt(s) posted; the backend is unreachable, " + std::to_string(waiting) +
+                                  " wait",
+                              json{{"posted", posted}, {"refused", refused}, {"waiting", waiting}}};
         }
-        ++posted;
+        // A receipt the backend refused leaves the queue (retrying cannot
+        // change the answer); its reason is in the history.
+        if (r.outcome == Outcome::ok) {
+            ++posted;
+        } else {
+            ++refused;
+        }
     }
-    return FlowResult{Outcome::ok, std::to_string(posted) + " receipt(s) posted", json{{"posted", posted}, {"waiting", 0}}};
+    if (refused > 0) {
+        return FlowResult{Outcome::backend,
+                          std::to_string(posted) + " receipt(s) posted, " + std::to_string(refused) +
+                              " refused by the backend (see 'credprov history')",
+                          json{{"posted", posted}, {"refused", refused}, {"waiting", 0}}};
+    }
+    return FlowResult{Outcome::ok, std::to_string(posted) + " receipt(s) posted", json{{"posted", posted}, {"refused", 0}, {"waiting", 0}}};
 }
 
 FlowResult Provisioner::fetch_pool(std::int64_t count, const std::vector<DeviceId>& devices) {

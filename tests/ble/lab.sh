@@ -100,7 +100,7 @@ PY
 }
 provision() { CREDPROV_BLE_TRACE=1 "$CREDPROV" --json provision --address "ble:@$CENTRAL" --device "$(cat "$WORK/$1/id")" --code "$(cat "$WORK/$1/code")" 2>> "$WORK/$1/credprov.log"; }
 active_imsi() {  # the backend's active IMSI for the device, or nothing
-  local admin; admin=$(json_get "$(cat "$WORK/backend/init.json")" admin_token)
+  local admin; admin=$(json_get "$(cat "$WORK/backend/init.json")" admin_token token)
   python3 - "$URL" "$admin" "$(cat "$WORK/$1/id")" <<'PY'
 import json, sys, urllib.request
 url, token, device = sys.argv[1:]

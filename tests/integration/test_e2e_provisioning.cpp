@@ -159,13 +159,26 @@ TEST_CASE("e2e: a receipt the backend cannot take waits in the queue, and queue 
     // Still cut: the flush keeps the receipt.
     CHECK(cli({"queue", "flush"}).exit_code == 6);
 
-    injector.cut = false;
-    auto flushed = cli({"queue", "flush"});
-    CHECK(flushed.exit_code == 0);
-    CHECK(json::parse(flushed.out)["details"]["posted"] == 1);
-    auto active = lab.admin("GET", "/v1/subscribers?device=" + device);
-    CHECK(active.body["items"][0]["state"] == "active");
-    CHECK(json::parse(cli({"queue", "status"}).out)["details"]["items"].empty());
-    auto history = json::parse(cli({"history"}).out);
-    CHECK(history["items"][0]["state"] == "active");
+    SUBCASE("the backend back: queue flush activates the subscriber") {
+        injector.cut = false;
+        auto flushed = cli({"queue", "flush"});
+        CHECK(flushed.exit_code == 0);
+        CHECK(json::parse(flushed.out)["details"]["posted"] == 1);
+        auto active = lab.admin("GET", "/v1/subscribers?device=" + device);
+        CHECK(active.body["items"][0]["state"] == "active");
+        CHECK(json::parse(cli({"queue", "status"}).out)["details"]["items"].empty());
+        auto history = json::parse(cli({"history"}).out);
+        CHECK(history["items"][0]["state"] == "active");
+    }
+    SUBCASE("a receipt the backend refuses is reported as refused, not posted, and leaves the queue") {
+        // The operator deprovisioned the device meanwhile: the pending subscriber can no longer activate.
+        REQUIRE(lab.admin("POST", "/v1/devices/" + device + "/deprovision", json{{"reason", "cancelled order"}}).status == 200);
+        injector.cut = false;
+        auto flushed = cli({"queue", "flush"});
+        CHECK(flushed.exit_code == 3);
+        CHECK(json::parse(flushed.out)["details"]["posted"] == 0);
+        CHECK(json::parse(flushed.out)["details"]["refused"] == 1);
+        CHECK(json::parse(cli({"queue", "status"}).out)["details"]["items"].empty());
+        CHECK(json::parse(cli({"history"}).out)["items"][0]["state"] == "failed");
+    }
 }
