@@ -4,6 +4,7 @@
 # (tests/ble/run-in-vm) with BUILD set to a build directory with BLE support.
 # Sets WORK, OUT, URL, ROOT_PUB, CREDPROV_HOME.
 : "${BUILD:?set BUILD to the build directory}"
+HERE_LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${CREDPROV_BLE_RESULTS:-$(mktemp -d /tmp/ble-results.XXXXXX)}
 WORK=$(mktemp -d /tmp/ble-work.XXXXXX)
 BACKEND="$BUILD/network_backend/credprov-backend"
@@ -98,7 +99,19 @@ raw = base64.b32decode(s + "=" * (-len(s) % 8))
 print("%02x%02x" % (raw[0], raw[1]))
 PY
 }
-provision() { CREDPROV_BLE_TRACE=1 "$CREDPROV" --json provision --address "ble:@$CENTRAL" --device "$(cat "$WORK/$1/id")" --code "$(cat "$WORK/$1/code")" 2>> "$WORK/$1/credprov.log"; }
+# btvirt's emulated controllers advertise only when advertising or a scan is
+# (re-)enabled, and the kernel can drop those reports (tests/ble/README.md):
+# keep re-enabling hci0's advertising while the central scans.
+adv_pulse() {
+  local peripherals=(hci0)
+  (( ${CREDPROV_BLE_CONTROLLERS:-2} >= 3 )) && peripherals+=(hci2)
+  "$HERE_LAB/vm-adv-pulse" --every 1 --for "${1:-8}" "${peripherals[@]}" > /dev/null 2>&1 &
+}
+provision() {
+  adv_pulse 8
+  CREDPROV_BLE_TRACE=1 "$CREDPROV" --json provision --address "ble:@$CENTRAL" --device "$(cat "$WORK/$1/id")" \
+    --code "$(cat "$WORK/$1/code")" 2>> "$WORK/$1/credprov.log"
+}
 active_imsi() {  # the backend's active IMSI for the device, or nothing
   local admin; admin=$(json_get "$(cat "$WORK/backend/init.json")" admin_token token)
   python3 - "$URL" "$admin" "$(cat "$WORK/$1/id")" <<'PY'
