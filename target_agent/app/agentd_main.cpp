@@ -280,9 +280,12 @@ int main(int argc, char** argv) {
     // when its settings ask for it), re-registers whenever bluetoothd or the
     // adapter comes back.
     std::unique_ptr<transport::ble::BlePeripheral> ble;
+    std::optional<std::chrono::steady_clock::time_point> last_session_end;
     auto advertise_wanted = [&] {
         const auto& rec = store->state().record;
-        return !rec.credential.has_value() || rec.settings.advertise_when_provisioned.value_or(false);
+        const bool grace = last_session_end && std::chrono::steady_clock::now() - *last_session_end <
+                                                   std::chrono::seconds(cfg.ble.advertise_after_provisioning_s);
+        return !rec.credential.has_value() || rec.settings.advertise_when_provisioned.value_or(false) || grace;
     };
     std::string ble_problem;
     if (!ble_adapter.empty()) {
@@ -355,8 +358,12 @@ int main(int argc, char** argv) {
                 serve_session(*session, "ble:" + ble_adapter, *store, *host, std::chrono::seconds(cfg.session_timeout_s),
                               TransportType::ble);
                 ble->end_session();
+                last_session_end = std::chrono::steady_clock::now();
                 ble->set_provisioned(store->state().record.credential.has_value());
                 ble->set_advertising(advertise_wanted());
+            } else if (ble->advertising() && !advertise_wanted()) {
+                ble->set_advertising(false);  // the grace after provisioning is over
+                spdlog::info("ble: provisioned; advertising stopped");
             }
         }
 #endif

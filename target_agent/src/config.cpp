@@ -125,9 +125,12 @@ Result<AgentConfig> parse_config(std::string_view text, std::string_view origin)
     }
 
     if (const toml::table* b = root["ble"].as_table()) {
-        if (auto s = check_known(*b, origin, {"stop_advertising_in_session", "power_on_adapter"}, "ble"); !s) return s.error();
+        if (auto s = check_known(*b, origin, {"stop_advertising_in_session", "power_on_adapter", "advertise_after_provisioning_s"}, "ble"); !s) return s.error();
         if (auto s = read_bool(*b, origin, "stop_advertising_in_session", c.ble.stop_advertising_in_session); !s) return s.error();
         if (auto s = read_bool(*b, origin, "power_on_adapter", c.ble.power_on_adapter); !s) return s.error();
+        if (auto s = read_uint(*b, origin, "advertise_after_provisioning_s", c.ble.advertise_after_provisioning_s, 0, 86400); !s) {
+            return s.error();
+        }
     } else if (root.contains("ble")) {
         return bad(origin, *root.get("ble"), "ble", "must be a table");
     }

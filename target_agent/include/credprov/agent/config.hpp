@@ -37,6 +37,10 @@ struct TpmConfig {
 struct BleConfig {
     bool stop_advertising_in_session{true};  // not connectable by others while a session runs
     bool power_on_adapter{true};             // power the adapter on when it is off
+    // After a provisioning session the device keeps advertising this long, so
+    // a provisioner whose link or process died after the delivery can come
+    // back for the receipt (a retry converges); then it stops.
+    std::uint32_t advertise_after_provisioning_s{600};
 };
 
 struct AgentConfig {
