@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Counts ATT round trips, as the central sees them, in a btmon capture.
 
-    att_round_trips.py SNOOP [--index hci1] [--from SECONDS]
+    att_round_trips.py CAPTURE [--index hci1]
 
-Reads `btmon -r SNOOP` (text), keeps the ATT PDUs on the central's controller
+CAPTURE is btmon's text output (`btmon -i hci1 > capture.txt`), or a btsnoop
+file (`btmon -w`), decoded with `btmon -r` (BlueZ 5.66's decoder crashes on
+some GATT traffic: prefer text). Keeps the ATT PDUs on the central's controller
 (ACL Data TX = central to peripheral, RX = peripheral to central) and counts
 how often traffic turns around from the central to the peripheral: every
 request/response pair, and every burst of write commands answered by a burst
@@ -26,7 +28,13 @@ def main() -> int:
     index = "hci1"
     if "--index" in args:
         index = args[args.index("--index") + 1]
-    text = subprocess.run(["btmon", "-r", snoop], capture_output=True, text=True, check=True).stdout
+    with open(snoop, "rb") as f:
+        is_snoop = f.read(8) == b"btsnoop\0"
+    if is_snoop:
+        text = subprocess.run(["btmon", "-r", snoop], capture_output=True, text=True, check=False).stdout
+    else:
+        with open(snoop, encoding="utf-8", errors="replace") as f:
+            text = f.read()
     header = re.compile(r"^([<>]) ACL Data (TX|RX): Handle \d+ flags 0x[0-9a-f]+ dlen (\d+)(?:.*\[(hci\d+)\])?")
     pdus = []  # (direction, dlen)
     pending = None
