@@ -381,6 +381,13 @@ BACKEND_TEST(crash_during_registrations, "SIGKILL during a stream of registratio
     int completed = 0;
     for (auto& d : devices) {
         if (acknowledged.count(d->identity.id.to_string())) continue;
+        // A receipt committed just before the kill, whose answer was lost, is
+        // already active: a retry rightly finds nothing to do (409 on mint).
+        auto done = lab.admin("GET", "/v1/subscribers?state=active&device=" + d->identity.id.to_string());
+        if (done.status == 200 && done.body["items"].size() == 1) {
+            ++completed;
+            continue;
+        }
         auto reg = tech.register_sealed(*d);
         CHECK(reg.receipt.status == 200);
         completed += reg.receipt.status == 200;
