@@ -36,10 +36,8 @@
 #include "credprov/agent/version.hpp"
 #include "credprov/protocol/device_session.hpp"
 #include "credprov/transport/stream_transport.hpp"
-#ifdef CREDPROV_HAVE_BLE
 #include "credprov/transport/ble/gatt_profile.hpp"
-#include "credprov/transport/ble/peripheral.hpp"
-#endif
+#include "credprov/transport/ble/peripheral_module.hpp"
 
 namespace {
 
@@ -177,7 +175,6 @@ int main(int argc, char** argv) {
     std::string ble_adapter;  // empty: no BLE
     for (const auto& a : cfg.listen) {
         if (a.rfind("ble:", 0) == 0) {
-#ifdef CREDPROV_HAVE_BLE
             auto adapter = transport::ble::parse_listen_adapter(a);
             if (!adapter) {
                 spdlog::error("configuration: listen address '{}': {}", a, adapter.error().message);
@@ -189,10 +186,6 @@ int main(int argc, char** argv) {
             }
             ble_adapter = *adapter;
             continue;
-#else
-            spdlog::error("configuration: listen address '{}': this build has no BLE support (-DCREDPROV_WITH_BLE=ON)", a);
-            return Exit::config;
-#endif
         }
         auto addr = transport::Address::parse(a);
         if (!addr) {
@@ -275,7 +268,6 @@ int main(int argc, char** argv) {
                  make_diagnostic_runner(cfg, *store), cfg.consent);
     std::string where;
     for (const auto& l : listeners) where += (where.empty() ? "" : ", ") + l.bound_address().to_string();
-#ifdef CREDPROV_HAVE_BLE
     // The GATT peripheral: advertises while the device is unprovisioned (or
     // when its settings ask for it), re-registers whenever bluetoothd or the
     // adapter comes back.
@@ -297,16 +289,15 @@ int main(int argc, char** argv) {
         po.advertise = advertise_wanted();
         po.power_on_adapter = cfg.ble.power_on_adapter;
         po.trace = [](const std::string& line) { spdlog::debug("{}", line); };
-        auto p = transport::ble::BlePeripheral::create(po);
+        auto p = transport::ble::load_peripheral(po);
         if (!p) {
-            spdlog::error("ble: {}", p.error().message);
+            spdlog::error("{}", p.error().message);
             return Exit::listen;
         }
         ble = std::move(*p);
         where += (where.empty() ? "" : ", ") + std::string("ble:") + ble_adapter;
         spdlog::info("ble: GATT peripheral on {} (discriminator {:04x})", ble_adapter, transport::ble::discriminator_of(identity.id));
     }
-#endif
 
     const auto ms = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
     spdlog::info("device {} ready in {:.1f} ms; listening on {}", identity.id.to_string(),
@@ -315,9 +306,7 @@ int main(int argc, char** argv) {
 
     std::vector<pollfd> fds;
     for (const auto& l : listeners) fds.push_back(pollfd{l.fd(), POLLIN, 0});
-#ifdef CREDPROV_HAVE_BLE
     if (ble) fds.push_back(pollfd{ble->fd(), POLLIN, 0});
-#endif
     while (!g_stop) {
         if (g_reload) {
             g_reload = 0;
@@ -337,7 +326,6 @@ int main(int argc, char** argv) {
                 }
             }
         }
-#ifdef CREDPROV_HAVE_BLE
         if (ble) {
             if (ble->maintain()) spdlog::info("ble: registered with bluetoothd on {}{}", ble_adapter, ble->advertising() ? ", advertising" : "");
             if (ble->problem() != ble_problem) {
@@ -345,10 +333,8 @@ int main(int argc, char** argv) {
                 if (!ble_problem.empty()) spdlog::warn("ble: {} (retrying)", ble_problem);
             }
         }
-#endif
         for (auto& f : fds) f.revents = 0;
         const int n = ::poll(fds.data(), fds.size(), 250);
-#ifdef CREDPROV_HAVE_BLE
         if (ble) {
             ble->pump(std::chrono::milliseconds(0));
             if (auto session = ble->take_session()) {
@@ -366,7 +352,6 @@ int main(int argc, char** argv) {
                 spdlog::info("ble: provisioned; advertising stopped");
             }
         }
-#endif
         if (n <= 0) continue;
         for (std::size_t i = 0; i < listeners.size() && !g_stop; ++i) {
             if ((fds[i].revents & POLLIN) == 0) continue;

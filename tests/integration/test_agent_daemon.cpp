@@ -305,3 +305,43 @@ TEST_CASE("agentctl aka: the soft-USIM answers the network's challenge with the 
     CHECK(bad.exit_code == 9);
     CHECK_FALSE(contains(bad.out, to_hex(o.k)));
 }
+
+// Decision 0008: the D-Bus libraries live in credprov-ble-peripheral.so, which
+// the daemon maps only for a ble: listen address.
+TEST_CASE("agentd: a device that does not listen on BLE maps no D-Bus library") {
+    AgentLab lab;
+    auto agent = lab.start();
+    const std::string maps = read_file("/proc/" + std::to_string(agent->pid()) + "/maps");
+    REQUIRE_FALSE(maps.empty());
+    CHECK(maps.find("libsdbus-c++") == std::string::npos);
+    CHECK(maps.find("libsystemd") == std::string::npos);
+    CHECK(maps.find("credprov-ble-peripheral") == std::string::npos);
+}
+
+#ifdef CREDPROV_TEST_HAVE_BLE_MODULE
+TEST_CASE("agentd: listening on ble: loads the BLE module") {
+    AgentLab lab;
+    AgentProcess agent(CREDPROV_AGENTD, {"--state-dir", lab.state.string(), "--listen", "ble:hci0"}, lab.log);
+    // Without a system bus (a CI container) the module's first step fails and
+    // the daemon exits 5 with its reason; with one, the daemon runs with the
+    // module mapped and retries until bluetoothd answers.
+    for (int i = 0; i < 200; ++i) {
+        siginfo_t info{};
+        if (::waitid(P_PID, static_cast<id_t>(agent.pid()), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0) break;
+        if (read_file(lab.log).find("ready in") != std::string::npos) break;
+        std::this_thread::sleep_for(25ms);
+    }
+    const std::string log = read_file(lab.log);
+    CHECK(log.find("not installed") == std::string::npos);
+    CHECK(log.find("cannot load") == std::string::npos);
+    if (log.find("ready in") == std::string::npos) {
+        CHECK(agent.wait() == 5);
+        CHECK_MESSAGE(read_file(lab.log).find("system D-Bus") != std::string::npos, read_file(lab.log));
+    } else {
+        const std::string maps = read_file("/proc/" + std::to_string(agent.pid()) + "/maps");
+        CHECK(maps.find("credprov-ble-peripheral.so") != std::string::npos);
+        agent.signal(SIGTERM);
+        CHECK(agent.wait() == 0);
+    }
+}
+#endif

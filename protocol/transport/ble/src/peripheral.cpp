@@ -1,10 +1,11 @@
-// BlePeripheral (peripheral.hpp): the GATT application and advertisement
+// The BlueZ peripheral (peripheral.hpp): the GATT application and advertisement
 // objects this process exports, and their registration with bluetoothd.
 #include "credprov/transport/ble/peripheral.hpp"
 
 #include <cstdio>
 
 #include "bus.hpp"
+#include "credprov/transport/ble/gatt_link.hpp"
 #include "credprov/transport/ble/gatt_profile.hpp"
 
 namespace credprov::transport::ble {
@@ -23,7 +24,27 @@ std::string adapter_path(const std::string& adapter) { return "/org/bluez/" + ad
 
 }  // namespace
 
-struct BlePeripheral::Impl {
+class BluezPeripheral final : public BlePeripheral {
+public:
+    struct Impl;
+    explicit BluezPeripheral(std::unique_ptr<Impl> impl);
+    ~BluezPeripheral() override;
+    [[nodiscard]] int fd() const override;
+    void pump(std::chrono::milliseconds timeout) override;
+    bool maintain() override;
+    [[nodiscard]] bool registered() const noexcept override;
+    [[nodiscard]] const std::string& problem() const noexcept override;
+    [[nodiscard]] std::shared_ptr<Transport> take_session() override;
+    void end_session() override;
+    void set_advertising(bool on) override;
+    void set_provisioned(bool provisioned) override;
+    [[nodiscard]] bool advertising() const noexcept override;
+
+private:
+    std::unique_ptr<Impl> impl_;
+};
+
+struct BluezPeripheral::Impl {
     PeripheralOptions options;
     std::unique_ptr<Bus> bus;
     std::string root;  // our objects' root path
@@ -265,9 +286,9 @@ struct BlePeripheral::Impl {
     }
 };
 
-BlePeripheral::BlePeripheral(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+BluezPeripheral::BluezPeripheral(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-BlePeripheral::~BlePeripheral() {
+BluezPeripheral::~BluezPeripheral() {
     if (!impl_) return;
     impl_->unregister_advertisement();
     if (impl_->app_registered) {
@@ -276,11 +297,11 @@ BlePeripheral::~BlePeripheral() {
     }
 }
 
-Result<std::unique_ptr<BlePeripheral>> BlePeripheral::create(const PeripheralOptions& options) {
+Result<std::unique_ptr<BlePeripheral>> create_bluez_peripheral(const PeripheralOptions& options) {
     if (!valid_adapter_name(options.adapter)) return make_error(ErrorCode::malformed, "ble: the adapter must be hci0..hci99");
     auto bus = Bus::system();
     if (!bus) return bus.error();
-    auto impl = std::make_unique<Impl>();
+    auto impl = std::make_unique<BluezPeripheral::Impl>();
     impl->options = options;
     impl->advertising_wanted = options.advertise;
     impl->bus = std::move(*bus);
@@ -291,13 +312,13 @@ Result<std::unique_ptr<BlePeripheral>> BlePeripheral::create(const PeripheralOpt
     } catch (const sdbus::Error& e) {
         return make_error(ErrorCode::io, "ble: cannot export the GATT objects: " + detail::describe(e));
     }
-    return std::unique_ptr<BlePeripheral>(new BlePeripheral(std::move(impl)));
+    return std::unique_ptr<BlePeripheral>(std::make_unique<BluezPeripheral>(std::move(impl)));
 }
 
-int BlePeripheral::fd() const { return impl_->bus->fd(); }
-void BlePeripheral::pump(std::chrono::milliseconds timeout) { impl_->bus->pump(timeout); }
+int BluezPeripheral::fd() const { return impl_->bus->fd(); }
+void BluezPeripheral::pump(std::chrono::milliseconds timeout) { impl_->bus->pump(timeout); }
 
-bool BlePeripheral::maintain() {
+bool BluezPeripheral::maintain() {
     auto& i = *impl_;
     if (i.app_registered && (i.adv_registered || !i.advertising_wanted)) return false;
     const auto now = std::chrono::steady_clock::now();
@@ -306,10 +327,10 @@ bool BlePeripheral::maintain() {
     return i.register_all();
 }
 
-bool BlePeripheral::registered() const noexcept { return impl_->app_registered; }
-const std::string& BlePeripheral::problem() const noexcept { return impl_->problem; }
+bool BluezPeripheral::registered() const noexcept { return impl_->app_registered; }
+const std::string& BluezPeripheral::problem() const noexcept { return impl_->problem; }
 
-std::shared_ptr<GattLink> BlePeripheral::take_session() {
+std::shared_ptr<Transport> BluezPeripheral::take_session() {
     auto& i = *impl_;
     if (!i.session || i.session_taken) return nullptr;
     i.session_taken = true;
@@ -318,7 +339,7 @@ std::shared_ptr<GattLink> BlePeripheral::take_session() {
     return i.session;
 }
 
-void BlePeripheral::end_session() {
+void BluezPeripheral::end_session() {
     auto& i = *impl_;
     if (!i.session) return;
     const std::string device = i.session_device;
@@ -330,14 +351,14 @@ void BlePeripheral::end_session() {
     }
 }
 
-void BlePeripheral::set_advertising(bool on) {
+void BluezPeripheral::set_advertising(bool on) {
     auto& i = *impl_;
     i.advertising_wanted = on;
     if (!on) i.unregister_advertisement();
     else i.next_attempt = {};
 }
 
-void BlePeripheral::set_provisioned(bool provisioned) {
+void BluezPeripheral::set_provisioned(bool provisioned) {
     auto& i = *impl_;
     if (i.options.provisioned == provisioned) return;
     i.options.provisioned = provisioned;
@@ -348,6 +369,6 @@ void BlePeripheral::set_provisioned(bool provisioned) {
     }
 }
 
-bool BlePeripheral::advertising() const noexcept { return impl_->adv_registered; }
+bool BluezPeripheral::advertising() const noexcept { return impl_->adv_registered; }
 
 }  // namespace credprov::transport::ble

@@ -17,7 +17,7 @@
 
 #include "credprov/protocol/identifiers.hpp"
 #include "credprov/protocol/result.hpp"
-#include "credprov/transport/ble/gatt_link.hpp"
+#include "credprov/protocol/transport.hpp"
 
 namespace credprov::transport::ble {
 
@@ -34,38 +34,37 @@ struct PeripheralOptions {
 
 class BlePeripheral {
 public:
-    // Connects to the system bus and exports the GATT objects; registration
-    // with bluetoothd happens in maintain().
-    [[nodiscard]] static Result<std::unique_ptr<BlePeripheral>> create(const PeripheralOptions& options);
-    ~BlePeripheral();
+    virtual ~BlePeripheral() = default;
+    BlePeripheral() = default;
     BlePeripheral(const BlePeripheral&) = delete;
     BlePeripheral& operator=(const BlePeripheral&) = delete;
 
-    [[nodiscard]] int fd() const;
-    void pump(std::chrono::milliseconds timeout);
+    [[nodiscard]] virtual int fd() const = 0;
+    virtual void pump(std::chrono::milliseconds timeout) = 0;
 
     // Registers the application and the advertisement when they are not (or
     // no longer) registered; retries at most once a second. Returns true when
     // a (re-)registration happened in this call.
-    bool maintain();
-    [[nodiscard]] bool registered() const noexcept;
+    virtual bool maintain() = 0;
+    [[nodiscard]] virtual bool registered() const noexcept = 0;
     // Why the last registration attempt failed (empty after a success).
-    [[nodiscard]] const std::string& problem() const noexcept;
+    [[nodiscard]] virtual const std::string& problem() const noexcept = 0;
 
     // The session a central started with its first write, once; else null.
-    [[nodiscard]] std::shared_ptr<GattLink> take_session();
+    [[nodiscard]] virtual std::shared_ptr<Transport> take_session() = 0;
     // Ends the current session and disconnects its central.
-    void end_session();
+    virtual void end_session() = 0;
 
-    void set_advertising(bool on);
-    void set_provisioned(bool provisioned);
-    [[nodiscard]] bool advertising() const noexcept;
-
-    struct Impl;
-
-private:
-    explicit BlePeripheral(std::unique_ptr<Impl> impl);
-    std::unique_ptr<Impl> impl_;
+    virtual void set_advertising(bool on) = 0;
+    virtual void set_provisioned(bool provisioned) = 0;
+    [[nodiscard]] virtual bool advertising() const noexcept = 0;
 };
+
+// The peripheral over BlueZ, in this process (links sdbus-c++,
+// credprov_transport_ble): connects to the system bus and exports the GATT
+// objects; registration with bluetoothd happens in maintain(). The agent
+// daemon loads the same through peripheral_module.hpp instead, so that a
+// build without BLE in use maps no D-Bus library.
+[[nodiscard]] Result<std::unique_ptr<BlePeripheral>> create_bluez_peripheral(const PeripheralOptions& options);
 
 }  // namespace credprov::transport::ble
