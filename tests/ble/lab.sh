@@ -22,10 +22,23 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$OUT/work"
+# CREDPROV_BLE_XTRACE=1: every command with its time, to $OUT/xtrace.log (where does the time go).
+if [[ -n "${CREDPROV_BLE_XTRACE:-}" ]]; then
+  exec 19> "$OUT/xtrace.log"
+  BASH_XTRACEFD=19 PS4='+ ${EPOCHREALTIME} ' && set -x
+fi
 log() { printf '[ble %s] %s\n' "$(date +%T)" "$*" >&2; }
-json_get() { python3 -c 'import json,sys; v=json.loads(sys.argv[1])
-for k in sys.argv[2:]: v=v[int(k)] if isinstance(v,list) else v[k]
-print(v)' "$@"; }
+# json_get JSON KEY...: one value (jq, not python: every process start costs
+# 0.1-0.5 s under TCG, python's start several seconds).
+json_get() {
+  local path="" k
+  for k in "${@:2}"; do
+    if [[ $k =~ ^[0-9]+$ ]]; then path+="[$k]"; else path+="[\"$k\"]"; fi
+  done
+  jq -r ".$path" <<< "$1"
+}
+# id_bytes DEVICE_ID: the first 5 bytes of a device id (base32, lower case) in hex.
+id_bytes() { tr 'a-z' 'A-Z' <<< "${1:0:8}" | base32 -d | od -An -tx1 | tr -s ' ' | sed 's/^ //; s/ $//'; }
 ip link set lo up 2>/dev/null || true
 
 # ---- the backend (once) ------------------------------------------------------------------
@@ -64,11 +77,7 @@ new_device() {
   mkdir -p "$WORK/$name"
   "$AGENTCTL" --state-dir "$state" factory-init --root "$ROOT_PUB" > /dev/null
   local status; status=$("$AGENTCTL" --state-dir "$state" status --json)
-  python3 - "$status" > "$WORK/$name/inventory.json" <<'PY'
-import json, sys
-s = json.loads(sys.argv[1])
-print(json.dumps({"devices": [{k: s[k] for k in ("device_id", "identity_key", "box_key", "box_signature")}]}))
-PY
+  jq -c '{devices: [{device_id, identity_key, box_key, box_signature}]}' <<< "$status" > "$WORK/$name/inventory.json"
   "$BACKEND" -c "$WORK/backend/backend.toml" inventory import "$WORK/$name/inventory.json" > /dev/null
   json_get "$status" device_id > "$WORK/$name/id"
   "$AGENTCTL" --state-dir "$state" label | sed -n 's/^setup code *//p' > "$WORK/$name/code"
@@ -92,13 +101,7 @@ start_agent() {
   log "agent $name did not register with bluetoothd:"; tail -5 "$WORK/$name/agentd.log" >&2; return 1
 }
 stop_agent() { local pid; pid=$(cat "$WORK/$1/pid"); kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
-discriminator() { python3 - "$(cat "$WORK/$1/id")" <<'PY'
-import base64, sys
-s = sys.argv[1].upper()
-raw = base64.b32decode(s + "=" * (-len(s) % 8))
-print("%02x%02x" % (raw[0], raw[1]))
-PY
-}
+discriminator() { local b; read -ra b <<< "$(id_bytes "$(cat "$WORK/$1/id")")"; echo "${b[0]}${b[1]}"; }
 # btvirt's emulated controllers advertise only when advertising or a scan is
 # (re-)enabled, and the kernel can drop those reports (tests/ble/README.md):
 # keep re-enabling hci0's advertising while the central scans.
@@ -112,14 +115,8 @@ provision() {
   CREDPROV_BLE_TRACE=1 "$CREDPROV" --json provision --address "ble:@$CENTRAL" --device "$(cat "$WORK/$1/id")" \
     --code "$(cat "$WORK/$1/code")" 2>> "$WORK/$1/credprov.log"
 }
-active_imsi() {  # the backend's active IMSI for the device, or nothing
-  local admin; admin=$(json_get "$(cat "$WORK/backend/init.json")" admin_token token)
-  python3 - "$URL" "$admin" "$(cat "$WORK/$1/id")" <<'PY'
-import json, sys, urllib.request
-url, token, device = sys.argv[1:]
-req = urllib.request.Request(f"{url}/v1/subscribers?state=active&device={device}", headers={"Authorization": f"Bearer {token}"})
-items = json.load(urllib.request.urlopen(req))["items"]
-print(len(items), " ".join(i["imsi"] for i in items))
-PY
+active_imsi() {  # "COUNT IMSI..." of the backend's active subscribers for the device
+  "$BACKEND" -c "$WORK/backend/backend.toml" subscriber list --state active --device "$(cat "$WORK/$1/id")" \
+    | jq -r '"\(.items | length) \(.items | map(.imsi) | join(" "))"'
 }
 
