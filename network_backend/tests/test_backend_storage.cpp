@@ -76,7 +76,7 @@ TEST_CASE("database: a failed transaction leaves nothing behind") {
               }).ok());
 }
 
-TEST_CASE("audit: the chain links every entry; an edit, a deletion or a reordering is found") {
+TEST_CASE("audit: the chain links every entry, an edit, a deletion or a reordering is found") {
     TempDb t;
     for (int i = 0; i < 5; ++i) {
         REQUIRE(t.db->transact([&](Connection& c) {

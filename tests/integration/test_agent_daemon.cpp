@@ -33,7 +33,7 @@ std::string base64(ByteView b) {
 
 }  // namespace
 
-TEST_CASE("agentd: provision, query and deprovision over a Unix socket; stop on SIGTERM; no secret in any log") {
+TEST_CASE("agentd: provision, query and deprovision over a Unix socket, stop on SIGTERM, no secret in any log") {
     AgentLab lab;
     auto agent = lab.start();
     auto o = lab.session(Operation::deliver_sealed, {Request{Operation::query, std::nullopt}});
@@ -95,7 +95,7 @@ TEST_CASE("agentd: provision, query and deprovision over a Unix socket; stop on 
     CHECK(std::count(two.out.begin(), two.out.end(), '\n') == 2);
 }
 
-TEST_CASE("agentd: a wrong setup code is refused and counted; back-off survives a restart") {
+TEST_CASE("agentd: a wrong setup code is refused and counted, back-off survives a restart") {
     AgentLab lab;
     // A long first wait, so that a slow machine cannot outlast it mid-test.
     const auto config = lab.dir / "agent.toml";

@@ -105,7 +105,7 @@ TEST_CASE("backend cli: init, local admin commands, and keys that stay private")
     std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("backend cli: an offline root certifies the operator key; rotation keeps old devices reachable") {
+TEST_CASE("backend cli: an offline root certifies the operator key, rotation keeps old devices reachable") {
     const auto dir = temp_dir();
     const auto cfg = dir / "backend.toml";
     write(cfg, kPlain);
@@ -140,7 +140,7 @@ TEST_CASE("backend cli: an offline root certifies the operator key; rotation kee
     std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("backend cli: HTTPS with a real certificate; a missing key file is a clear error") {
+TEST_CASE("backend cli: HTTPS with a real certificate, a missing key file is a clear error") {
     const auto dir = temp_dir();
     const auto cfg = dir / "backend.toml";
     const std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost "

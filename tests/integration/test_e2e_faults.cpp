@@ -303,7 +303,7 @@ TEST_CASE("e2e: the agent killed or stopped mid-session after the delivery reach
     }
 }
 
-TEST_CASE("e2e: the CLI killed while waiting for the device's answer; a retry converges") {
+TEST_CASE("e2e: the CLI killed while waiting for the device's answer, a retry converges") {
     E2ELab f;
     {
         RecordingProxy link(f.agent_port, 3);  // the device's answer (M4) is held
@@ -327,7 +327,7 @@ TEST_CASE("e2e: the CLI killed while waiting for the device's answer; a retry co
     f.check_agreement();
 }
 
-TEST_CASE("e2e: the CLI killed while posting the receipt; queue flush activates the subscriber") {
+TEST_CASE("e2e: the CLI killed while posting the receipt, queue flush activates the subscriber") {
     E2ELab f;
     {
         ReceiptStall stall(f.lab.port);
@@ -369,7 +369,7 @@ TEST_CASE("e2e: with the backend down, provision exits 3 before touching the dev
     f.check_agreement();
 }
 
-TEST_CASE("e2e: wrong setup codes and aborted pairings grow the device's back-off; the right code works after it") {
+TEST_CASE("e2e: wrong setup codes and aborted pairings grow the device's back-off, the right code works after it") {
     E2ELab f;
     // One free attempt, then 2 s, then 4 s (the cap): the test's wall time
     // stays around 7 s while the waits are still far apart.
@@ -456,7 +456,7 @@ TEST_CASE("e2e: wrong setup codes and aborted pairings grow the device's back-of
     f.check_agreement();
 }
 
-TEST_CASE("e2e: a recorded provisioning session replayed to the agent is refused; the credential stays as it was") {
+TEST_CASE("e2e: a recorded provisioning session replayed to the agent is refused, the credential stays as it was") {
     E2ELab f;
     std::vector<Bytes> from_provisioner, from_device;
     {
@@ -520,7 +520,7 @@ TEST_CASE("e2e: a delivery captured on the link and withheld from the device can
     f.check_agreement();
 }
 
-TEST_CASE("e2e: a deprovisioning notice not signed by the device's owner is refused; the credential stays") {
+TEST_CASE("e2e: a deprovisioning notice not signed by the device's owner is refused, the credential stays") {
     E2ELab f;
     REQUIRE(f.provision(f.agent_port).exit_code == 0);
     f.stop_agent();  // attach and notice take the store's lock
@@ -592,7 +592,7 @@ TEST_CASE("e2e: a deprovisioning notice not signed by the device's owner is refu
     CHECK(f.status()["provisioned"] == false);
 }
 
-TEST_CASE("e2e: one provisioner provisions 100 agents in parallel; 100 distinct subscribers, each on its own device") {
+TEST_CASE("e2e: one provisioner provisions 100 agents in parallel, 100 distinct subscribers, each on its own device") {
     constexpr std::size_t kDevices = 100;
     BackendLab lab(Storage::sqlite);
     struct Device {

@@ -26,7 +26,7 @@ json attach(const E2ELab& f) {
 
 }  // namespace
 
-TEST_CASE("e2e: field mode offline from a pool fetched in advance, then sync; the device's own keys attach") {
+TEST_CASE("e2e: field mode offline from a pool fetched in advance, then sync, the device's own keys attach") {
     E2ELab f({"query", "deliver-field", "deprovision"}, {"--field-mode"});
     // Nothing fetched yet: offline work is refused before the device is touched.
     CHECK(f.on_device("provision", {"--field", "--offline"}).exit_code == 2);
@@ -79,7 +79,7 @@ TEST_CASE("e2e: field mode offline from a pool fetched in advance, then sync; th
     CHECK(details(f.credprov({"pool", "return"}))["returned"] == 0);
 }
 
-TEST_CASE("e2e: field mode is refused by a device that does not allow it; the authorisation stays usable") {
+TEST_CASE("e2e: field mode is refused by a device that does not allow it, the authorisation stays usable") {
     E2ELab f({"query", "deliver-field"});  // factory default: no field mode
     REQUIRE(f.credprov({"pool", "fetch", "--count", "1", "--device", f.device}).exit_code == 0);
     auto refused = f.on_device("provision", {"--field"});

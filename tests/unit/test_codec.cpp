@@ -398,7 +398,7 @@ TEST_CASE("cbor: Writer emits shortest heads for strings, arrays and maps") {
 
 // ---- message framing of the type ----------------------------------------------
 
-TEST_CASE("cbor: a message's type is key 0; other types are bad_state, unknown ones unknown_critical") {
+TEST_CASE("cbor: a message's type is key 0, other types are bad_state, unknown ones unknown_critical") {
     auto type = peek_type(valid_record());
     REQUIRE(type.ok());
     CHECK(*type == MessageType::record);

@@ -92,7 +92,7 @@ TEST_CASE("back-off: the device refuses to pair and says when to retry") {
     CHECK(device_code(f) == ErrorCode::backoff);
 }
 
-TEST_CASE("a modified message at any step fails the session; nothing is committed before M4") {
+TEST_CASE("a modified message at any step fails the session, nothing is committed before M4") {
     World w0;
     auto probe_bundle = w0.bundle();
     Flow probe(w0, w0.setup(w0.token()));

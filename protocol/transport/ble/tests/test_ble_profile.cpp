@@ -22,7 +22,7 @@ DeviceId some_device() {
 
 }  // namespace
 
-TEST_CASE("ble profile: advertised data and device info round-trip; foreign versions and short data are refused") {
+TEST_CASE("ble profile: advertised data and device info round-trip, foreign versions and short data are refused") {
     const DeviceId d = some_device();
     CHECK(discriminator_of(d) == 0xa0a1);
     AdvertisedData a{kProfileVersion, discriminator_of(d), kFlagProvisioned};
@@ -53,7 +53,7 @@ TEST_CASE("ble profile: fragments fit the negotiated MTU and one LE data packet"
     CHECK(fragment_size_for(2) == 0);
 }
 
-TEST_CASE("ble link: a first fragment the link refuses as too long is retried smaller; later ones are not") {
+TEST_CASE("ble link: a first fragment the link refuses as too long is retried smaller, later ones are not") {
     std::size_t limit = 50;  // what the link really takes
     std::vector<std::size_t> written;
     GattLink l(
@@ -81,7 +81,7 @@ TEST_CASE("ble link: a first fragment the link refuses as too long is retried sm
     CHECK(m.failed());
 }
 
-TEST_CASE("ble profile: addresses name a device and an adapter; anything else is refused") {
+TEST_CASE("ble profile: addresses name a device and an adapter, anything else is refused") {
     const std::string id = some_device().to_string();
     auto t = BleTarget::parse("ble:" + id);
     REQUIRE(t.ok());
@@ -100,7 +100,7 @@ TEST_CASE("ble profile: addresses name a device and an adapter; anything else is
     CHECK_FALSE(parse_listen_adapter("ble:/org/bluez").ok());
 }
 
-TEST_CASE("ble link: messages travel as MTU-sized fragments both ways; a broken fragment stream ends the link") {
+TEST_CASE("ble link: messages travel as MTU-sized fragments both ways, a broken fragment stream ends the link") {
     // Two GattLinks back to back: what one writes, the other receives when pumped.
     std::deque<Bytes> a_to_b, b_to_a;
     GattLink* a_ptr = nullptr;
