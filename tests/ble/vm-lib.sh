@@ -47,7 +47,7 @@ ble_start_bluetoothd() {
   if [[ -r $CREDPROV_BLE_STATE/bluetoothd.args ]]; then
     mapfile -t args < "$CREDPROV_BLE_STATE/bluetoothd.args"
   else
-    args=(-n -E -d)
+    args=(-n -E -d -P battery,deviceinfo,hog,vcp,bap,mcp,avrcp,midi,network,input,sap,health,wiimote,neard,scanparam)
   fi
   echo "==== $(date '+%F %T') starting $bin ${args[*]}" >> "$CREDPROV_BLE_RESULTS/bluetoothd.log"
   setsid "$bin" "${args[@]}" < /dev/null >> "$CREDPROV_BLE_RESULTS/bluetoothd.log" 2>&1 &
