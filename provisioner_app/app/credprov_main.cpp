@@ -12,8 +12,8 @@
 //   credprov history [--limit N]
 //   credprov discover [--ble] [--adapter hciN] [--seconds S]   BLE devices nearby
 //
-// Addresses: tcp://host:port, unix:/path (ble: and nfc: arrive with their
-// transports). --json prints one JSON object for scripts; otherwise plain
+
+
 // sentences, and progress lines on a terminal. Exit codes: 0 done, 1 usage,
 // 2 not enrolled or refused as provisioner, 3 backend unreachable or
 // refused, 4 device unreachable or pairing failed, 5 device refused,
@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
 
     std::string address, label, device_text, code;
     auto add_target = [&](CLI::App* c) {
-        c->add_option("--address", address, "device address: tcp://host:port, unix:/path or ble:[<device id>][@hciN]")->required();
+        c->add_option("--address", address, "device address: tcp://host:port, unix:/path, ble:[<device id>][@hciN] or nfc:[<libnfc connstring>]")->required();
         c->add_option("--label", label, "the label's QR payload (CP1:...), instead of --device and --code");
         c->add_option("--device", device_text, "device id from the label");
         c->add_option("--code", code, "setup code from the label (or CREDPROV_SETUP_CODE)");

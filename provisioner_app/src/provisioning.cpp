@@ -17,6 +17,9 @@
 #include "credprov/transport/ble/central.hpp"
 #include "credprov/transport/ble/gatt_profile.hpp"
 #endif
+#ifdef CREDPROV_HAVE_NFC
+#include "credprov/transport/nfc/libnfc_device.hpp"
+#endif
 
 namespace credprov::provisioner {
 namespace {
@@ -55,9 +58,10 @@ std::optional<SignedObject> signed_object_from_b64(const json& v) {
 
 FlowResult fail(Outcome o, std::string message) { return FlowResult{o, std::move(message), json::object()}; }
 
-// One device session over a link: TCP or Unix stream, or BLE GATT when the
-// build has it. Addresses: tcp://host:port, unix:/path, ble:[<device id>][@hciN]
-// (the device id defaults to the target's).
+// One device session over a link: TCP or Unix stream, or BLE GATT or NFC-DEP
+// when the build has them. Addresses: tcp://host:port, unix:/path,
+// ble:[<device id>][@hciN] (the device id defaults to the target's),
+// nfc:[<libnfc connstring>] (the device held to that reader).
 class DeviceLink {
 public:
     static Result<DeviceLink> connect(const std::string& address, const DeviceId& device) {
@@ -84,6 +88,21 @@ public:
             return make_error(ErrorCode::io, "this build of credprov has no BLE support (configure with -DCREDPROV_WITH_BLE=ON)");
 #endif
         }
+        if (address.rfind("nfc:", 0) == 0) {
+#ifdef CREDPROV_HAVE_NFC
+            auto connstring = transport::nfc::parse_nfc_address(address);
+            if (!connstring) return connstring.error();
+            auto link = transport::nfc::connect_initiator(*connstring, 10s);
+            if (!link) return link.error();
+            DeviceLink l;
+            l.type_ = TransportType::nfc;
+            l.nfc_ = std::move(*link);
+            l.link_ = l.nfc_.get();
+            return l;
+#else
+            return make_error(ErrorCode::io, "this build of credprov has no NFC support (configure with -DCREDPROV_WITH_NFC=ON)");
+#endif
+        }
         auto addr = transport::Address::parse(address);
         if (!addr) return addr.error();
         auto link = transport::StreamTransport::connect(*addr, 5s);
@@ -101,7 +120,10 @@ public:
     [[nodiscard]] TransportType type() const noexcept { return type_; }
     // What the link spent, for the record and the benchmarks.
     [[nodiscard]] json stats() const {
-        json j{{"transport", type_ == TransportType::ble ? "ble" : "stream"}};
+        json j{{"transport", type_ == TransportType::ble ? "ble" : type_ == TransportType::nfc ? "nfc" : "stream"}};
+#ifdef CREDPROV_HAVE_NFC
+        if (nfc_) j["exchanges"] = nfc_->exchanges();
+#endif
 #ifdef CREDPROV_HAVE_BLE
         if (ble_) {
             j["fragments_sent"] = ble_->link().fragments_sent();
@@ -119,6 +141,9 @@ private:
     std::unique_ptr<Transport> stream_;
 #ifdef CREDPROV_HAVE_BLE
     std::unique_ptr<transport::ble::BleConnection> ble_;
+#endif
+#ifdef CREDPROV_HAVE_NFC
+    std::unique_ptr<transport::nfc::NfcInitiatorLink> nfc_;
 #endif
     Transport* link_{nullptr};
 };

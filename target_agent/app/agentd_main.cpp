@@ -38,6 +38,10 @@
 #include "credprov/transport/stream_transport.hpp"
 #include "credprov/transport/ble/gatt_profile.hpp"
 #include "credprov/transport/ble/peripheral_module.hpp"
+#ifdef CREDPROV_HAVE_NFC
+#include "credprov/transport/nfc/libnfc_device.hpp"
+#include "credprov/transport/nfc/target_listener.hpp"
+#endif
 
 namespace {
 
@@ -173,7 +177,26 @@ int main(int argc, char** argv) {
 
     std::vector<transport::Address> addresses;
     std::string ble_adapter;  // empty: no BLE
+    std::optional<std::string> nfc_connstring;  // none: no NFC; "": libnfc's default device
     for (const auto& a : cfg.listen) {
+        if (a.rfind("nfc:", 0) == 0) {
+#ifdef CREDPROV_HAVE_NFC
+            auto c = transport::nfc::parse_nfc_address(a);
+            if (!c) {
+                spdlog::error("configuration: listen address '{}': {}", a, c.error().message);
+                return Exit::config;
+            }
+            if (nfc_connstring) {
+                spdlog::error("configuration: listen has more than one nfc: entry; one chip is served");
+                return Exit::config;
+            }
+            nfc_connstring = *c;
+            continue;
+#else
+            spdlog::error("configuration: listen address '{}': this build has no NFC support (-DCREDPROV_WITH_NFC=ON)", a);
+            return Exit::config;
+#endif
+        }
         if (a.rfind("ble:", 0) == 0) {
             auto adapter = transport::ble::parse_listen_adapter(a);
             if (!adapter) {
@@ -299,6 +322,22 @@ int main(int argc, char** argv) {
         spdlog::info("ble: GATT peripheral on {} (discriminator {:04x})", ble_adapter, transport::ble::discriminator_of(identity.id));
     }
 
+#ifdef CREDPROV_HAVE_NFC
+    // The NFC chip waits in target mode for a reader on its own thread.
+    std::unique_ptr<transport::nfc::NfcTargetListener> nfc;
+    std::string nfc_problem;
+    if (nfc_connstring) {
+        auto l = transport::nfc::NfcTargetListener::open(*nfc_connstring);
+        if (!l) {
+            spdlog::error("{}", l.error().message);
+            return Exit::listen;
+        }
+        nfc = std::move(*l);
+        where += (where.empty() ? "" : ", ") + std::string("nfc:") + *nfc_connstring;
+        spdlog::info("nfc: waiting for a reader on {}", nfc->name());
+    }
+#endif
+
     const auto ms = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
     spdlog::info("device {} ready in {:.1f} ms; listening on {}", identity.id.to_string(),
                  static_cast<double>(ms.count()) / 1000.0, where);
@@ -307,6 +346,9 @@ int main(int argc, char** argv) {
     std::vector<pollfd> fds;
     for (const auto& l : listeners) fds.push_back(pollfd{l.fd(), POLLIN, 0});
     if (ble) fds.push_back(pollfd{ble->fd(), POLLIN, 0});
+#ifdef CREDPROV_HAVE_NFC
+    if (nfc) fds.push_back(pollfd{nfc->fd(), POLLIN, 0});
+#endif
     while (!g_stop) {
         if (g_reload) {
             g_reload = 0;
@@ -352,6 +394,22 @@ int main(int argc, char** argv) {
                 spdlog::info("ble: provisioned; advertising stopped");
             }
         }
+#ifdef CREDPROV_HAVE_NFC
+        if (nfc) {
+            if (nfc->problem() != nfc_problem) {
+                nfc_problem = nfc->problem();
+                if (!nfc_problem.empty()) spdlog::warn("{} (retrying)", nfc_problem);
+                else spdlog::info("nfc: waiting for a reader on {}", nfc->name());
+            }
+            if (n > 0 && (fds.back().revents & POLLIN) != 0) {
+                if (auto session = nfc->take_session()) {
+                    spdlog::info("session on nfc:{}: started", *nfc_connstring);
+                    serve_session(*session, "nfc:" + *nfc_connstring, *store, *host,
+                                  std::chrono::seconds(cfg.session_timeout_s), TransportType::nfc);
+                }
+            }
+        }
+#endif
         if (n <= 0) continue;
         for (std::size_t i = 0; i < listeners.size() && !g_stop; ++i) {
             if ((fds[i].revents & POLLIN) == 0) continue;

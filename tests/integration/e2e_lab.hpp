@@ -29,11 +29,15 @@ struct E2ELab {
     std::string code;
     int agent_port = free_port();
     std::unique_ptr<AgentProcess> agentd;
+    // Set before start_agent(): the agent listens there instead of on TCP
+    // (e.g. nfc:pn532_uart:<simulated chip>); started means "ready" in its log.
+    std::vector<std::string> agent_listen;
 
     // operations: what the technician is enrolled for; factory_flags: extra
     // credprov-agentctl factory-init options (e.g. --field-mode).
     explicit E2ELab(std::vector<std::string> operations = {"query", "deliver-sealed", "deprovision"},
-                    std::vector<std::string> factory_flags = {}) {
+                    std::vector<std::string> factory_flags = {}, std::vector<std::string> listen = {})
+        : agent_listen(std::move(listen)) {
         std::vector<std::string> init{CREDPROV_AGENTCTL, "--state-dir", state.string(), "factory-init", "--root",
                                       to_hex(lab.root_public())};
         init.insert(init.end(), factory_flags.begin(), factory_flags.end());
@@ -60,15 +64,28 @@ struct E2ELab {
         return json::parse(s.out);
     }
     void start_agent() {
-        agentd = std::make_unique<AgentProcess>(
-            CREDPROV_AGENTD,
-            std::vector<std::string>{"--state-dir", state.string(), "--listen", "tcp://127.0.0.1:" + std::to_string(agent_port)},
-            lab.dir / "agentd.log");
-        for (int i = 0; i < 200; ++i) {
-            if (port_open(agent_port)) return;
+        const auto log = lab.dir / "agentd.log";
+        std::vector<std::string> args{"--state-dir", state.string()};
+        if (agent_listen.empty()) agent_listen_tcp(args);
+        for (const auto& a : agent_listen) {
+            args.push_back("--listen");
+            args.push_back(a);
+        }
+        std::error_code ec;
+        const auto log_before = std::filesystem::exists(log) ? std::filesystem::file_size(log, ec) : 0;
+        agentd = std::make_unique<AgentProcess>(CREDPROV_AGENTD, args, log);
+        for (int i = 0; i < 500; ++i) {
+            if (agent_listen.empty() ? port_open(agent_port)
+                                     : read_file(log).find("ready in", log_before) != std::string::npos) {
+                return;
+            }
             std::this_thread::sleep_for(10ms);
         }
-        FAIL("credprov-agentd did not start");
+        FAIL("credprov-agentd did not start: " << read_file(log));
+    }
+    void agent_listen_tcp(std::vector<std::string>& args) const {
+        args.push_back("--listen");
+        args.push_back("tcp://127.0.0.1:" + std::to_string(agent_port));
     }
     void stop_agent() {
         agentd->signal(SIGTERM);

@@ -451,7 +451,7 @@ BACKEND_TEST(owner_commands, "owner commands for a device link: signed with the 
     CHECK(lab.anon("POST", path, reconfigure).status == 401);
 }
 
-BACKEND_TEST(field_tokens, "a token for offline field work may live as long as field authorisations; others stay short") {
+BACKEND_TEST(field_tokens, "a token for offline field work may live as long as field authorisations, others stay short") {
     SimDevice dev(lab.trust());
     Technician tech(lab);
     const std::string id = dev.identity.id.to_string();

@@ -550,7 +550,9 @@ TEST_CASE("e2e: a deprovisioning notice not signed by the device's owner is refu
     const std::string forged = backend::base64_encode(sign_owner_command(stranger, cmd).encode());
     {
         auto db = f.lab.db();
-        auto n = db->exec("UPDATE devices SET notice = ? WHERE device_id = ?", {forged, f.device});
+        // As the backend writes a notice: with the counter it carries.
+        auto n = db->exec("UPDATE devices SET notice = ?, owner_counter = ? WHERE device_id = ?",
+                          {forged, static_cast<std::int64_t>(cmd.counter), f.device});
         REQUIRE((n.ok() && *n == 1));
     }
     auto served = f.lab.anon("GET", "/v1/devices/" + f.device + "/notice");
@@ -578,7 +580,8 @@ TEST_CASE("e2e: a deprovisioning notice not signed by the device's owner is refu
     {
         auto db = f.lab.db();
         REQUIRE(db->exec("UPDATE subscribers SET state = 'active' WHERE imsi = ?", {imsi}).ok());
-        REQUIRE(db->exec("UPDATE devices SET notice = NULL WHERE device_id = ?", {f.device}).ok());
+        REQUIRE(db->exec("UPDATE devices SET notice = NULL, owner_counter = ? WHERE device_id = ?",
+                         {static_cast<std::int64_t>(cmd.counter - 1), f.device}).ok());
     }
     auto attached = ctl("attach");
     REQUIRE_MESSAGE(attached.exit_code == 0, attached.out);
