@@ -33,6 +33,9 @@
 #include <set>
 
 #include "credprov/provisioner/provisioning.hpp"
+#ifdef CREDPROV_HAVE_NFC
+#include "credprov/transport/nfc/libnfc_device.hpp"
+#endif
 #ifdef CREDPROV_HAVE_BLE
 #include "credprov/transport/ble/central.hpp"
 #include "credprov/transport/ble/gatt_profile.hpp"
@@ -80,7 +83,7 @@ int main(int argc, char** argv) {
     std::string address, label, device_text, code;
     auto add_target = [&](CLI::App* c) {
         c->add_option("--address", address, "device address: tcp://host:port, unix:/path, ble:[<device id>][@hciN] or nfc:[<libnfc connstring>]")->required();
-        c->add_option("--label", label, "the label's QR payload (CP1:...), instead of --device and --code");
+        c->add_option("--label", label, "the label's QR payload (CP1:...), or nfc:[<connstring>] to read it from the NFC label (Type 4 tag) held to that reader; instead of --device and --code");
         c->add_option("--device", device_text, "device id from the label");
         c->add_option("--code", code, "setup code from the label (or CREDPROV_SETUP_CODE)");
     };
@@ -273,8 +276,20 @@ int main(int argc, char** argv) {
     // Commands over a device link: the target from the label or from --device/--code.
     Target t;
     t.address = address;
+    if (label.rfind("nfc:", 0) == 0) {
+#ifdef CREDPROV_HAVE_NFC
+        auto connstring = transport::nfc::parse_nfc_address(label);
+        if (!connstring) return finish(FlowResult{Outcome::usage, "--label: " + connstring.error().message, json::object()}, json_out);
+        auto text = transport::nfc::read_label(*connstring, std::chrono::seconds(10));
+        if (!text) return finish(FlowResult{Outcome::link, "reading the NFC label: " + text.error().message, json::object()}, json_out);
+        label = std::move(*text);
+#else
+        return finish(FlowResult{Outcome::usage, "--label nfc:...: this build of credprov has no NFC support", json::object()}, json_out);
+#endif
+    }
     if (!label.empty()) {
         auto payload = BootstrapPayload::parse(label);
+        sodium_memzero(label.data(), label.size());
         if (!payload) return finish(FlowResult{Outcome::usage, "--label: " + payload.error().message, json::object()}, json_out);
         t.device = payload->device;
         t.code = payload->code.reveal();

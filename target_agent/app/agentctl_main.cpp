@@ -14,6 +14,7 @@
 // `label` shows the setup code, because printing it is its purpose.
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -34,6 +35,7 @@
 #include "credprov/aka/text_input.hpp"
 #include "credprov/aka/usim.hpp"
 #include "credprov/agent/network_path.hpp"
+#include "credprov/transport/nfc/ndef.hpp"
 
 namespace {
 
@@ -135,7 +137,7 @@ int cmd_status(const AgentConfig& cfg, MonotonicCounter& counter, bool json) {
 }
 
 int cmd_label(const AgentConfig& cfg, MonotonicCounter& counter, const std::string& png, const std::string& svg,
-              bool quiet) {
+              const std::string& ndef, bool quiet) {
     auto st = Store::open(cfg.state_dir, cfg.effective_key_file(), real_fs(), counter);
     if (!st) return fail(Exit::store, st.error().message);
     const AgentState& s = st->state();
@@ -154,6 +156,13 @@ int cmd_label(const AgentConfig& cfg, MonotonicCounter& counter, const std::stri
     }
     if (!svg.empty()) {
         if (auto w = write_private_file(svg, render_svg(*qr)); !w) return fail(Exit::failure, w.error().message);
+    }
+    if (!ndef.empty()) {
+        Bytes message = transport::nfc::encode_label_message(
+            std::string_view(reinterpret_cast<const char*>(text.view().data()), text.view().size()));
+        auto w = write_private_file(ndef, std::string_view(reinterpret_cast<const char*>(message.data()), message.size()));
+        sodium_memzero(message.data(), message.size());
+        if (!w) return fail(Exit::failure, w.error().message);
     }
     return Exit::ok;
 }
@@ -301,10 +310,11 @@ int main(int argc, char** argv) {
     status->add_flag("--json", json, "machine-readable output");
 
     auto* label = app.add_subcommand("label", "print the device label and QR code; write PNG/SVG files");
-    std::string png, svg;
+    std::string png, svg, ndef;
     bool quiet = false;
     label->add_option("--png", png, "write the QR code as a PNG file (mode 0600: it holds the setup code)");
     label->add_option("--svg", svg, "write the QR code as an SVG file (mode 0600)");
+    label->add_option("--ndef", ndef, "write the label as an NDEF message for an NFC sticker (Type 4 tag; mode 0600)");
     label->add_flag("-q,--quiet", quiet, "do not print to the terminal");
 
     auto* wipe = app.add_subcommand("wipe", "delete the credential locally (identity and counters stay)");
@@ -396,7 +406,7 @@ int main(int argc, char** argv) {
     if (!opened) return fail(Exit::store, opened.error().message);
     MonotonicCounter& counter = *opened ? **opened : no_counter();
     if (*status) return cmd_status(cfg, counter, json);
-    if (*label) return cmd_label(cfg, counter, png, svg, quiet);
+    if (*label) return cmd_label(cfg, counter, png, svg, ndef, quiet);
     if (*wipe) return cmd_wipe(cfg, counter, yes);
     if (*akacmd) return cmd_aka(cfg, counter, rand_hex, autn_hex, update_sqn);
     if (*attachcmd) return cmd_network(cfg, counter, true, backend_url, backend_ca, net_json);

@@ -21,7 +21,10 @@ namespace credprov::testing {
 
 class NfcSim {
 public:
-    NfcSim(const std::filesystem::path& dir, const std::vector<std::string>& chips) : dir_(dir) {
+    // tags: NAME=FILE of NDEF messages that the simulator itself hosts as Type 4 tags.
+    NfcSim(const std::filesystem::path& dir, const std::vector<std::string>& chips,
+           const std::vector<std::string>& tags = {})
+        : dir_(dir) {
         std::filesystem::create_directories(dir_);
         // libnfc must not probe other ports or drivers.
         ::setenv("LIBNFC_AUTO_SCAN", "false", 1);
@@ -31,6 +34,10 @@ public:
         for (const auto& c : chips) {
             args.push_back("--chip");
             args.push_back(c);
+        }
+        for (const auto& t : tags) {
+            args.push_back("--tag");
+            args.push_back(t);
         }
         const auto out = dir_ / "sim.stdout";
         pid_ = ::fork();

@@ -120,4 +120,41 @@ TEST_CASE("e2e nfc: each side against libnfc's own example peers, garbage is a c
     CHECK_MESSAGE(r.exit_code == 0, r.out << read_file(f.lab.dir / "agentd.log"));
 }
 
+TEST_CASE("e2e nfc: the label read from an NFC sticker (Type 4 tag) bootstraps the provisioning") {
+    ScratchDir dir("credprov-nfc");
+    // The sticker: the device's own label, written as NDEF by credprov-agentctl.
+    ScratchDir stage("credprov-nfc-label");
+    E2ELab f({"query", "deliver-sealed", "deprovision"}, {}, {});
+    f.stop_agent();
+    const auto ndef = stage.path() / "label.ndef";
+    auto written = run_command({CREDPROV_AGENTCTL, "--state-dir", f.state.string(), "label", "--quiet", "--ndef", ndef.string()});
+    REQUIRE(written.exit_code == 0);
+    CHECK((std::filesystem::status(ndef).permissions() & std::filesystem::perms::others_read) == std::filesystem::perms::none);
+    NfcSim sim(dir.path(), {"reader", "device"}, {"sticker=" + ndef.string()});
+    f.agent_listen = {sim.address("device")};
+    f.start_agent();
+    SUBCASE("the sticker alone in the field, then the device") {
+        sim.send("remove device");
+        std::thread later([&] {
+            std::this_thread::sleep_for(1500ms);
+            sim.send("remove sticker");
+            sim.send("restore device");
+        });
+        auto r = f.credprov({"provision", "--label", sim.address("reader"), "--address", sim.address("reader")});
+        later.join();
+        REQUIRE_MESSAGE(r.exit_code == 0, r.out << read_file(f.lab.dir / "agentd.log"));
+        CHECK(result_of(r)["details"]["device_id"] == f.device);
+        // The setup code came from the sticker: it is in no output.
+        CHECK(r.out.find(f.code) == std::string::npos);
+    }
+    SUBCASE("no sticker: a clear error, nothing sent to the device") {
+        sim.send("remove sticker");
+        sim.send("remove device");
+        auto r = f.credprov({"provision", "--label", sim.address("reader"), "--address", sim.address("reader")});
+        CHECK(r.exit_code == 4);
+        CHECK(result_of(r)["message"].get<std::string>().find("NFC label") != std::string::npos);
+        CHECK(read_file(f.lab.dir / "agentd.log").find("session on nfc") == std::string::npos);
+    }
+}
+
 #endif  // CREDPROV_TEST_HAVE_NFC

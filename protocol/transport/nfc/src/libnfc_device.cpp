@@ -1,5 +1,6 @@
 // LibnfcDevice (libnfc_device.hpp).
 #include "credprov/transport/nfc/libnfc_device.hpp"
+#include "credprov/transport/nfc/ndef.hpp"
 
 #include <nfc/nfc.h>
 
@@ -106,6 +107,29 @@ Result<Bytes> LibnfcDevice::transceive(ByteView frame, std::chrono::milliseconds
     return Bytes(rx.begin(), rx.begin() + r);
 }
 
+Status LibnfcDevice::select_iso_dep_tag(std::chrono::milliseconds timeout) {
+    if (int r = nfc_initiator_init(h_->device); r < 0) return error("cannot become an initiator", r);
+    const nfc_modulation type_a{NMT_ISO14443A, NBR_106};
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    do {
+        nfc_target target{};
+        const int r = nfc_initiator_select_passive_target(h_->device, type_a, nullptr, 0, &target);
+        if (r > 0) {
+            // Only an ISO-DEP card speaks APDUs: SAK bit 6 (0x20).
+            if ((target.nti.nai.btSak & 0x20) == 0) {
+                return make_error(ErrorCode::unsupported_version, "nfc: the tag in the field is not an ISO14443-4 (Type 4) tag");
+            }
+            return {};
+        }
+        if (r < 0) {
+            auto e = error("looking for a tag", r);
+            if (e.code != ErrorCode::closed && e.code != ErrorCode::timeout) return e;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    } while (std::chrono::steady_clock::now() < deadline);
+    return make_error(ErrorCode::timeout, "nfc: no tag in the field (hold the reader to the label)");
+}
+
 void LibnfcDevice::release() { (void)nfc_initiator_deselect_target(h_->device); }
 
 Result<bool> LibnfcDevice::wait_for_initiator(std::chrono::milliseconds timeout) {
@@ -151,6 +175,16 @@ Result<std::unique_ptr<NfcInitiatorLink>> connect_initiator(const std::string& c
         options);
     link->on_close = [shared] { shared->release(); };
     return link;
+}
+
+Result<std::string> read_label(const std::string& connstring, std::chrono::milliseconds find_timeout) {
+    auto device = LibnfcDevice::open(connstring);
+    if (!device) return device.error();
+    if (auto st = (*device)->select_iso_dep_tag(find_timeout); !st) return st.error();
+    auto message = read_type4_ndef([&](ByteView apdu) { return (*device)->transceive(apdu, std::chrono::milliseconds(1000)); });
+    (*device)->release();
+    if (!message) return message.error();
+    return label_from_message(*message);
 }
 
 TargetFrames target_frames(LibnfcDevice& device, std::chrono::milliseconds frame_timeout) {

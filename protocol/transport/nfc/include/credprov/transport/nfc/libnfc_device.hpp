@@ -37,6 +37,9 @@ public:
     [[nodiscard]] Result<Bytes> transceive(ByteView frame, std::chrono::milliseconds timeout);
     // Ends the initiator's session with the target (RLS_REQ), best effort.
     void release();
+    // Initiator: looks for an ISO14443-4 (type A) card or tag in the field
+    // for up to timeout; APDUs then go through transceive().
+    [[nodiscard]] Status select_iso_dep_tag(std::chrono::milliseconds timeout);
 
     // Target: waits up to timeout for an initiator to activate us.
     // ErrorCode::timeout when none came.
@@ -61,6 +64,10 @@ private:
 [[nodiscard]] Result<std::unique_ptr<NfcInitiatorLink>> connect_initiator(const std::string& connstring,
                                                                          std::chrono::milliseconds find_timeout,
                                                                          NfcInitiatorLink::Options options = {});
+
+// A credprov label from an NFC Forum Type 4 tag (a sticker, or a device's
+// emulated tag) held to the reader: its bootstrap text (CP1:...).
+[[nodiscard]] Result<std::string> read_label(const std::string& connstring, std::chrono::milliseconds find_timeout);
 
 // The device's side: frames of a target that an initiator activated.
 [[nodiscard]] TargetFrames target_frames(LibnfcDevice& device, std::chrono::milliseconds frame_timeout);
