@@ -27,7 +27,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto tag = [&](ByteView) -> Result<Bytes> {
         if (++calls > 200) std::abort();  // the reader must be bounded by the tag's sizes
         if (at >= size) return make_error(ErrorCode::closed, "tag gone");
-        const std::size_t n = std::min<std::size_t>(data[at++], size - at);
+        const std::size_t want = data[at];
+        ++at;
+        const std::size_t n = std::min<std::size_t>(want, size - at);
         Bytes answer(data + at, data + at + n);
         at += n;
         return answer;
