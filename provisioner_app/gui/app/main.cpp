@@ -1,0 +1,36 @@
+// credprov-app: the technician's GUI (Qt 6 Quick) over libcredprov-provisioner.
+//
+//   credprov-app [--home DIR]
+#include <QCommandLineParser>
+#include <QGuiApplication>
+#include <QQmlApplicationEngine>
+#include <QQmlContext>
+
+#include "credprov/gui/provision_task.hpp"
+#include "credprov/gui/technician.hpp"
+#include "credprov/provisioner/workspace.hpp"
+
+int main(int argc, char** argv) {
+    QGuiApplication app(argc, argv);
+    QGuiApplication::setApplicationName("credprov-app");
+    QGuiApplication::setApplicationVersion("0.1.0");
+    QCommandLineParser cli;
+    cli.setApplicationDescription("The credprov technician's app: enrol, then provision devices over BLE, NFC or TCP.");
+    cli.addHelpOption();
+    cli.addVersionOption();
+    QCommandLineOption home_opt("home", "workspace folder (key, settings, journal), shared with the credprov CLI", "DIR");
+    cli.addOption(home_opt);
+    cli.process(app);
+    QString home = cli.value(home_opt);
+    if (home.isEmpty()) home = QString::fromStdString(credprov::provisioner::default_home().string());  // as the CLI: CREDPROV_HOME, else ~/.local/share/credprov
+
+    credprov::gui::Technician technician(home.toStdString());
+    credprov::gui::ProvisionTask provisioning(technician);
+    QQmlApplicationEngine engine;
+    engine.rootContext()->setContextProperty("technician", &technician);
+    engine.rootContext()->setContextProperty("provisioning", &provisioning);
+    QObject::connect(&engine, &QQmlApplicationEngine::objectCreationFailed, &app, [] { QCoreApplication::exit(1); },
+                     Qt::QueuedConnection);
+    engine.load(QUrl("qrc:/credprov/qml/Main.qml"));
+    return QGuiApplication::exec();
+}
