@@ -6,6 +6,7 @@
 #include <QQmlApplicationEngine>
 #include <QQmlContext>
 
+#include "credprov/gui/history_model.hpp"
 #include "credprov/gui/provision_task.hpp"
 #include "credprov/gui/technician.hpp"
 #include "credprov/provisioner/workspace.hpp"
@@ -26,9 +27,11 @@ int main(int argc, char** argv) {
 
     credprov::gui::Technician technician(home.toStdString());
     credprov::gui::ProvisionTask provisioning(technician);
+    credprov::gui::HistoryModel history(technician);
     QQmlApplicationEngine engine;
     engine.rootContext()->setContextProperty("technician", &technician);
     engine.rootContext()->setContextProperty("provisioning", &provisioning);
+    engine.rootContext()->setContextProperty("history", &history);
     QObject::connect(&engine, &QQmlApplicationEngine::objectCreationFailed, &app, [] { QCoreApplication::exit(1); },
                      Qt::QueuedConnection);
     engine.load(QUrl("qrc:/credprov/qml/Main.qml"));

@@ -16,8 +16,9 @@ ApplicationWindow {
     header: TabBar {
         id: tabs
         objectName: "tabs"
-        currentIndex: technician.enrolled ? 0 : 1
+        currentIndex: technician.enrolled ? 0 : 2
         TabButton { text: qsTr("Provision"); Accessible.name: text }
+        TabButton { text: qsTr("History"); Accessible.name: text }
         TabButton { text: qsTr("Settings"); Accessible.name: text }
     }
 
@@ -143,6 +144,51 @@ ApplicationWindow {
                 Label {
                     visible: technician.queuedReceipts > 0
                     text: qsTr("%n receipt(s) waiting for the backend", "", technician.queuedReceipts)
+                }
+            }
+        }
+
+        // ---- history --------------------------------------------------------------------
+        ColumnLayout {
+            spacing: 8
+            TextField {
+                objectName: "historyFilter"
+                Layout.fillWidth: true
+                placeholderText: qsTr("Search device, IMSI, state...")
+                Accessible.name: qsTr("Search the history")
+                onTextChanged: history.filter = text
+            }
+            Label {
+                text: qsTr("%n operation(s)", "", history.count)
+            }
+            ListView {
+                objectName: "historyList"
+                Layout.fillWidth: true
+                Layout.fillHeight: true
+                clip: true
+                model: history
+                spacing: 6
+                delegate: ColumnLayout {
+                    width: ListView.view.width
+                    spacing: 0
+                    Label {
+                        Layout.fillWidth: true
+                        elide: Text.ElideRight
+                        font.bold: true
+                        text: model.kind + " · " + model.state + (model.imsi.length > 0 ? " · " + model.imsi : "")
+                    }
+                    Label {
+                        Layout.fillWidth: true
+                        elide: Text.ElideMiddle
+                        text: model.device + "  " + model.started
+                    }
+                    Label {
+                        Layout.fillWidth: true
+                        visible: model.detail.length > 0
+                        wrapMode: Text.Wrap
+                        opacity: 0.8
+                        text: model.detail
+                    }
                 }
             }
         }

@@ -7,9 +7,12 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include "credprov/gui/history_model.hpp"
 #include "credprov/gui/provision_task.hpp"
+#include "credprov/provisioner/workspace.hpp"
 #include "credprov/gui/technician.hpp"
 
+using credprov::gui::HistoryModel;
 using credprov::gui::ProvisionTask;
 using credprov::gui::Technician;
 
@@ -18,10 +21,51 @@ namespace {
 const QString kDevice = QStringLiteral("aaaqeayeaudaocajbifqydiob4");
 }  // namespace
 
+// Two journal entries, as the provisioner core writes them.
+void seed_history(const QString& home) {
+    auto ws = credprov::provisioner::Workspace::open(home.toStdString());
+    QVERIFY(ws.ok());
+    credprov::provisioner::Workspace::Operation a;
+    a.id = "att_1";
+    a.started_at = 1790000000;
+    a.kind = "provision";
+    a.device_id = kDevice.toStdString();
+    a.state = "active";
+    a.imsi = "001010000000001";
+    QVERIFY(ws->record(a).ok());
+    auto b = a;
+    b.id = "att_2";
+    b.started_at = 1790000100;
+    b.device_id = "baaqeayeaudaocajbifqydiob4";
+    b.state = "failed";
+    b.imsi.clear();
+    b.detail = "the link dropped during pairing";
+    QVERIFY(ws->record(b).ok());
+}
+
 class ViewModels : public QObject {
     Q_OBJECT
 
 private slots:
+    void the_history_lists_the_journal_and_filters_it() {
+        QTemporaryDir home;
+        seed_history(home.path());
+        Technician t(home.path().toStdString());
+        HistoryModel h(t);
+        QCOMPARE(h.count(), 2);
+        QCOMPARE(h.rowCount(), 2);
+        h.setFilter("0010100");
+        QCOMPARE(h.count(), 1);
+        QCOMPARE(h.data(h.index(0), HistoryModel::StateRole).toString(), QString("active"));
+        h.setFilter("LINK DROPPED");
+        QCOMPARE(h.count(), 1);
+        QCOMPARE(h.data(h.index(0), HistoryModel::DeviceRole).toString(), QString("baaqeayeaudaocajbifqydiob4"));
+        h.setFilter("nothing like this");
+        QCOMPARE(h.count(), 0);
+        h.setFilter("");
+        QCOMPARE(h.count(), 2);
+    }
+
     void a_new_installation_is_not_enrolled() {
         QTemporaryDir home;
         Technician t(home.path().toStdString());
@@ -95,8 +139,10 @@ private slots:
         connect(&engine, &QQmlApplicationEngine::warnings, this, [&](const QList<QQmlError>& list) {
             for (const auto& w : list) warnings << w.toString();
         });
+        HistoryModel h(t);
         engine.rootContext()->setContextProperty("technician", &t);
         engine.rootContext()->setContextProperty("provisioning", &p);
+        engine.rootContext()->setContextProperty("history", &h);
         engine.load(QUrl("qrc:/credprov/qml/Main.qml"));
         QCOMPARE(engine.rootObjects().size(), 1);
         QVERIFY2(warnings.isEmpty(), qPrintable(warnings.join("\n")));
@@ -112,9 +158,12 @@ private slots:
         QTemporaryDir home;
         Technician t(home.path().toStdString());
         ProvisionTask p(t);
+        seed_history(home.path());
+        HistoryModel h(t);
         QQmlApplicationEngine engine;
         engine.rootContext()->setContextProperty("technician", &t);
         engine.rootContext()->setContextProperty("provisioning", &p);
+        engine.rootContext()->setContextProperty("history", &h);
         engine.load(QUrl("qrc:/credprov/qml/Main.qml"));
         auto* window = qobject_cast<QQuickWindow*>(engine.rootObjects().first());
         QVERIFY(window);
@@ -124,14 +173,14 @@ private slots:
         const QList<QPair<QString, QSize>> sizes{{"phone", QSize(360, 720)}, {"desktop", QSize(1024, 700)}};
         for (const auto& [name, size] : sizes) {
             window->resize(size);
-            for (int tab = 0; tab < 2; ++tab) {
+            for (int tab = 0; tab < 3; ++tab) {
                 tabs->setProperty("currentIndex", tab);
                 QTest::qWait(100);
                 const QImage image = window->grabWindow();
                 QVERIFY(!image.isNull());
                 QCOMPARE(image.size(), size * window->devicePixelRatio());
                 if (!dir.isEmpty()) {
-                    QVERIFY(image.save(dir + QString("/%1-%2.png").arg(tab == 0 ? "provision" : "settings", name)));
+                    QVERIFY(image.save(dir + QString("/%1-%2.png").arg(tab == 0 ? "provision" : tab == 1 ? "history" : "settings", name)));
                 }
             }
         }
