@@ -3,6 +3,7 @@
 #include "credprov/transport/nfc/ndef.hpp"
 
 #include <nfc/nfc.h>
+#include <sodium.h>
 
 #include <array>
 #include <cstring>
@@ -137,7 +138,7 @@ Result<bool> LibnfcDevice::wait_for_initiator(std::chrono::milliseconds timeout)
     target.nm.nmt = NMT_DEP;
     target.nm.nbr = NBR_UNDEFINED;
     // NFCID3: random for every activation (not an identifier of the device).
-    for (auto& b : target.nti.ndi.abtNFCID3) b = static_cast<std::uint8_t>(std::rand());
+    randombytes_buf(target.nti.ndi.abtNFCID3, sizeof target.nti.ndi.abtNFCID3);
     target.nti.ndi.ndm = NDM_UNDEFINED;
     target.nti.ndi.btPP = 0x01;
     std::array<std::uint8_t, kRxBuffer> rx{};
@@ -184,7 +185,10 @@ Result<std::string> read_label(const std::string& connstring, std::chrono::milli
     auto message = read_type4_ndef([&](ByteView apdu) { return (*device)->transceive(apdu, std::chrono::milliseconds(1000)); });
     (*device)->release();
     if (!message) return message.error();
-    return label_from_message(*message);
+    // The label holds the setup code: the raw message does not outlive the parse.
+    auto label = label_from_message(*message);
+    sodium_memzero(message->data(), message->size());
+    return label;
 }
 
 TargetFrames target_frames(LibnfcDevice& device, std::chrono::milliseconds frame_timeout) {

@@ -1,6 +1,8 @@
 // NDEF messages and the Type 4 Tag read procedure (ndef.hpp).
 #include "credprov/transport/nfc/ndef.hpp"
 
+#include <sodium.h>
+
 #include <algorithm>
 
 namespace credprov::transport::nfc {
@@ -152,12 +154,17 @@ Result<Bytes> read_type4_ndef(const Apdu& exchange) {
     if (nlen == 0) return bad("the tag is empty");
     if (nlen > kMaxNdefMessage || nlen + 2 > max_size) return make_error(ErrorCode::oversized, "ndef: the tag's message is too large");
     Bytes message;
+    message.reserve(nlen);  // one buffer: no unwiped copies of the label left by growth
     while (message.size() < nlen) {
         const std::size_t chunk = std::min(mle, nlen - message.size());
         auto part = ok_data(exchange(read_binary(2 + message.size(), chunk)), "reading the NDEF message");
-        if (!part) return part.error();
-        if (part->empty() || part->size() > chunk) return bad("the tag answered a read with the wrong length");
+        if (!part || part->empty() || part->size() > chunk) {
+            sodium_memzero(message.data(), message.size());
+            if (!part) return part.error();
+            return bad("the tag answered a read with the wrong length");
+        }
         message.insert(message.end(), part->begin(), part->end());
+        sodium_memzero(part->data(), part->size());
     }
     return message;
 }
