@@ -10,15 +10,19 @@ namespace credprov {
 namespace {
 std::uint8_t type_byte(MessageType t) { return static_cast<std::uint8_t>(t); }
 
-Error from_error_message(ByteView message) {
-    auto e = ErrorMessage::decode(message);
-    if (!e) return e.error();
-    std::string text = "device refused: " + std::string(to_string(e->code));
-    if (e->code == ErrorCode::backoff) text += ", retry in " + std::to_string(e->retry_after_s) + " s";
-    if (e->code == ErrorCode::auth_failed) text = "pairing failed: wrong setup code or tampered handshake";
-    return make_error(e->code, std::move(text));
-}
 }  // namespace
+
+Error ProvisionerSession::refused(ByteView message) {
+    auto e = ErrorMessage::decode(message);
+    if (!e) return fail(e.error());
+    std::string text = "device refused: " + std::string(to_string(e->code));
+    if (e->code == ErrorCode::backoff) {
+        text += ", retry in " + std::to_string(e->retry_after_s) + " s";
+        retry_after_s_ = e->retry_after_s;
+    }
+    if (e->code == ErrorCode::auth_failed) text = "pairing failed: wrong setup code or tampered handshake";
+    return fail(make_error(e->code, std::move(text)));
+}
 
 ProvisionerSession::ProvisionerSession(ProvisionerSetup setup, const SetupCode& code)
     : setup_(std::move(setup)), code_(code) {
@@ -89,7 +93,7 @@ Status ProvisionerSession::read_pair_response(ByteView message) {
     if (state_ != State::await_pair_response) return fail(make_error(ErrorCode::bad_state, "no pair response expected"));
     auto type = peek_type(message);
     if (!type) return fail(type.error());
-    if (*type == MessageType::error) return fail(from_error_message(message));
+    if (*type == MessageType::error) return refused(message);
     auto m2 = PairResponse::decode(message);
     if (!m2) return fail(m2.error());
     auto adb = DeviceAd::decode(m2->adb);
@@ -172,7 +176,7 @@ Result<Response> ProvisionerSession::read_response(ByteView message) {
     if (state_ != State::await_response) return fail(make_error(ErrorCode::bad_state, "no response expected"));
     auto type = peek_type(message);
     if (!type) return fail(type.error());
-    if (*type == MessageType::error) return fail(from_error_message(message));
+    if (*type == MessageType::error) return refused(message);
     auto rec = Record::decode(message);
     if (!rec) return fail(rec.error());
     auto plain = channel_->open(type_byte(MessageType::record), rec->record);

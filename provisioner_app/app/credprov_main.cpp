@@ -277,15 +277,13 @@ int main(int argc, char** argv) {
     Target t;
     t.address = address;
     if (label.rfind("nfc:", 0) == 0) {
-#ifdef CREDPROV_HAVE_NFC
-        auto connstring = transport::nfc::parse_nfc_address(label);
-        if (!connstring) return finish(FlowResult{Outcome::usage, "--label: " + connstring.error().message, json::object()}, json_out);
-        auto text = transport::nfc::read_label(*connstring, std::chrono::seconds(10));
-        if (!text) return finish(FlowResult{Outcome::link, "reading the NFC label: " + text.error().message, json::object()}, json_out);
+        auto text = read_nfc_label(label);
+        if (!text) {
+            // A bad address or a build without NFC is a usage error; no tag is a link error.
+            return finish(FlowResult{text.error().code == ErrorCode::malformed ? Outcome::usage : Outcome::link, "--label: " + text.error().message, json::object()},
+                          json_out);
+        }
         label = std::move(*text);
-#else
-        return finish(FlowResult{Outcome::usage, "--label nfc:...: this build of credprov has no NFC support", json::object()}, json_out);
-#endif
     }
     if (!label.empty()) {
         auto payload = BootstrapPayload::parse(label);

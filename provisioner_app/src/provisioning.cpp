@@ -208,7 +208,14 @@ std::optional<Paired> pair(const Target& t, const Grant& grant, const crypto::Si
         return std::nullopt;
     }
     if (auto st = p.session->read_pair_response(*m2); !st) {
-        why = fail(link_outcome(st.error()), "pairing failed: " + st.error().message);
+        const Error& e = st.error();
+        why = fail(link_outcome(e), e.code == ErrorCode::auth_failed ? e.message : "pairing failed: " + e.message);
+        // What a technician can act on: retype the code, or wait this long.
+        if (e.code == ErrorCode::auth_failed) why.details["reason"] = "wrong_code";
+        if (e.code == ErrorCode::backoff) {
+            why.details["reason"] = "backoff";
+            why.details["retry_after_s"] = p.session->retry_after_s().value_or(0);
+        }
         return std::nullopt;
     }
     return p;
@@ -698,6 +705,23 @@ FlowResult Provisioner::return_pool() {
     }
     return FlowResult{Outcome::ok, std::to_string(returned) + " unused authorisation(s) returned to the backend",
                       json{{"returned", returned}}};
+}
+
+Result<std::string> read_nfc_label(const std::string& address) {
+#ifdef CREDPROV_HAVE_NFC
+    auto connstring = transport::nfc::parse_nfc_address(address);
+    if (!connstring) return connstring.error();
+    auto text = transport::nfc::read_label(*connstring, std::chrono::seconds(10));
+    // Only the address is the caller's bad input (malformed); whatever the
+    // tag holds is a failed read.
+    if (!text)
+        return make_error(text.error().code == ErrorCode::malformed ? ErrorCode::io : text.error().code,
+                          "reading the NFC label: " + text.error().message);
+    return text;
+#else
+    (void)address;
+    return make_error(ErrorCode::malformed, "this build has no NFC support (configure with -DCREDPROV_WITH_NFC=ON)");
+#endif
 }
 
 FlowResult pool_status(const Workspace& ws) {

@@ -405,6 +405,7 @@ TEST_CASE("e2e: wrong setup codes and aborted pairings grow the device's back-of
     auto first = attempt(wrong, f.agent_port);
     CHECK(first.exit_code == 4);
     CHECK(message(first).find("wrong setup code") != std::string::npos);
+    CHECK(parsed(first)["details"]["reason"] == "wrong_code");  // what the GUI tells the technician
     CHECK(status()["unconfirmed_attempts"] == 1);
     CHECK(status()["retry_after_s"] == 0);  // the free attempt
 
@@ -422,6 +423,9 @@ TEST_CASE("e2e: wrong setup codes and aborted pairings grow the device's back-of
     auto early = attempt(f.code, f.agent_port);
     CHECK(early.exit_code == 4);
     CHECK(message(early).find("backoff") != std::string::npos);
+    CHECK(parsed(early)["details"]["reason"] == "backoff");
+    CHECK(parsed(early)["details"]["retry_after_s"] >= 1);  // the device's own count, shown as the time left
+    CHECK(parsed(early)["details"]["retry_after_s"] <= 2);
     CHECK(status()["unconfirmed_attempts"] == 2);
     CHECK(status()["provisioned"] == false);
     const auto first_wait = wait_until_allowed(second_failed);

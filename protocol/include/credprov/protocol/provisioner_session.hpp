@@ -71,9 +71,13 @@ public:
     // (checked by the backend, which knows the manufacturers).
     [[nodiscard]] const std::optional<SignedObject>& device_attestation() const { return attestation_; }
     [[nodiscard]] std::uint64_t agreed_modes() const noexcept { return device_ad_.modes & setup_.modes; }
+    // After the device refused with its back-off running: the seconds it
+    // asked the provisioner to wait before the next pairing attempt.
+    [[nodiscard]] std::optional<std::uint64_t> retry_after_s() const noexcept { return retry_after_s_; }
 
 private:
     Error fail(Error e);
+    Error refused(ByteView error_message);
     Result<Bytes> send_request(Request request, bool first);
 
     ProvisionerSetup setup_;
@@ -91,6 +95,7 @@ private:
     std::optional<SignedObject> attestation_;
     std::optional<Request> pending_;
     bool first_response_{true};
+    std::optional<std::uint64_t> retry_after_s_;
 };
 
 }  // namespace credprov

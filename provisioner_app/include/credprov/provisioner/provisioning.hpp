@@ -102,6 +102,11 @@ private:
 // What the local field pool holds (no backend needed).
 [[nodiscard]] FlowResult pool_status(const Workspace& ws);
 
+// A label's payload (CP1:...) read from the NFC sticker (a Type 4 tag) held
+// to the reader of `address` (nfc:[<libnfc connstring>]); waits 10 s for it.
+// The caller wipes the text after parsing it: it holds the setup code.
+[[nodiscard]] Result<std::string> read_nfc_label(const std::string& address);
+
 // Enrols this provisioner's key with an admin-issued enrolment token and
 // saves the settings. Idempotent for the same key and token.
 [[nodiscard]] FlowResult enroll(Workspace& ws, const std::string& backend_url, const std::string& ca_file,
