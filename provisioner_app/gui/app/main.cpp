@@ -6,9 +6,7 @@
 #include <QQmlApplicationEngine>
 #include <QQmlContext>
 
-#include "credprov/gui/history_model.hpp"
-#include "credprov/gui/provision_task.hpp"
-#include "credprov/gui/technician.hpp"
+#include "credprov/gui/app_models.hpp"
 #include "credprov/provisioner/workspace.hpp"
 
 int main(int argc, char** argv) {
@@ -23,17 +21,13 @@ int main(int argc, char** argv) {
     cli.addOption(home_opt);
     cli.process(app);
     QString home = cli.value(home_opt);
-    if (home.isEmpty()) home = QString::fromStdString(credprov::provisioner::default_home().string());  // as the CLI: CREDPROV_HOME, else ~/.local/share/credprov
+    if (home.isEmpty()) home = QString::fromStdString(credprov::provisioner::default_home().string());  // as the CLI: CREDPROV_HOME, else ~/.config/credprov
 
-    credprov::gui::Technician technician(home.toStdString());
-    credprov::gui::ProvisionTask provisioning(technician);
-    credprov::gui::HistoryModel history(technician);
+    credprov::gui::AppModels models(home.toStdString());
     QQmlApplicationEngine engine;
-    engine.rootContext()->setContextProperty("technician", &technician);
-    engine.rootContext()->setContextProperty("provisioning", &provisioning);
-    engine.rootContext()->setContextProperty("history", &history);
+    models.expose(*engine.rootContext());
     QObject::connect(&engine, &QQmlApplicationEngine::objectCreationFailed, &app, [] { QCoreApplication::exit(1); },
                      Qt::QueuedConnection);
-    engine.load(QUrl("qrc:/credprov/qml/Main.qml"));
+    engine.load(QUrl(credprov::gui::kMainQml));
     return QGuiApplication::exec();
 }

@@ -13,6 +13,18 @@ namespace credprov::gui {
 using provisioner::Outcome;
 using provisioner::Workspace;
 
+provisioner::FlowResult with_provisioner(const std::filesystem::path& home, const provisioner::Progress& progress,
+                                         const std::function<provisioner::FlowResult(provisioner::Provisioner&)>& flow) {
+    auto ws = Workspace::open(home);
+    if (!ws) return {Outcome::storage, ws.error().message, {}};
+    auto settings = ws->settings();
+    if (!settings || settings->backend.empty() || !ws->has_key()) return {Outcome::not_enrolled, "this installation is not enrolled", {}};
+    auto key = ws->load_key();
+    if (!key) return {Outcome::storage, key.error().message, {}};
+    provisioner::Provisioner p(*ws, *settings, *key, progress);
+    return flow(p);
+}
+
 Technician::Technician(std::filesystem::path home, QObject* parent) : QObject(parent), home_(std::move(home)) { refresh(); }
 
 Technician::~Technician() {
@@ -81,13 +93,7 @@ void Technician::enroll(const QString& backendUrl, const QString& enrolmentToken
 
 void Technician::flushQueue() {
     run([home = home_]() -> std::pair<bool, QString> {
-        auto ws = Workspace::open(home);
-        if (!ws) return {false, QString::fromStdString(ws.error().message)};
-        auto settings = ws->settings();
-        auto key = ws->load_key();
-        if (!settings || !key) return {false, tr("This installation is not enrolled yet.")};
-        provisioner::Provisioner p(*ws, *settings, *key);
-        auto r = p.flush_queue();
+        auto r = with_provisioner(home, {}, [](provisioner::Provisioner& p) { return p.flush_queue(); });
         return {r.outcome == Outcome::ok, QString::fromStdString(r.message)};
     });
 }

@@ -9,9 +9,18 @@
 #include <QString>
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
+#include "credprov/provisioner/provisioning.hpp"
+
 namespace credprov::gui {
+
+// Opens the workspace at `home` and runs `flow` with this installation's
+// provisioner (its settings and key); answers not_enrolled or storage when
+// there is none. Called on worker threads: each opens its own workspace.
+[[nodiscard]] provisioner::FlowResult with_provisioner(const std::filesystem::path& home, const provisioner::Progress& progress,
+                                                      const std::function<provisioner::FlowResult(provisioner::Provisioner&)>& flow);
 
 class Technician : public QObject {
     Q_OBJECT
@@ -23,7 +32,7 @@ class Technician : public QObject {
     Q_PROPERTY(QString home READ home CONSTANT)
 
 public:
-    // home: the workspace folder (the CLI's --home; default ~/.local/share/credprov).
+    // home: the workspace folder (the CLI's --home; default ~/.config/credprov).
     explicit Technician(std::filesystem::path home, QObject* parent = nullptr);
     ~Technician() override;
 
