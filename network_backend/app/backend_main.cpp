@@ -114,6 +114,15 @@ std::unique_ptr<Database> open_database(const BackendConfig& cfg, bool migrate) 
 }
 
 // Everything a local admin command needs, opened from the configuration.
+// The OP of [subscribers] op_file into the service, checked at start so a
+// bad OP file fails loudly rather than at the first registration.
+void load_op(Service& service, const BackendConfig& cfg) {
+    if (cfg.op_file.empty()) return;
+    auto op = load_op_file(cfg.resolve(cfg.op_file));
+    if (!op) throw Failure{kKeys, op.error().message};
+    service.use_op(std::move(*op));
+}
+
 struct Local {
     BackendConfig cfg;
     std::unique_ptr<Database> db;
@@ -126,11 +135,7 @@ struct Local {
         auto data = DataKey::load(cfg.resolve(cfg.data_key));
         if (!data) throw Failure{kKeys, data.error().message};
         service = std::make_unique<Service>(cfg, *db, load_keyring(cfg), std::move(*data), metrics);
-        if (!cfg.op_file.empty()) {
-            // Checked at start so a bad OP file fails loudly, not at the first mint.
-            auto op = load_op_file(cfg.resolve(cfg.op_file));
-            if (!op) throw Failure{kKeys, op.error().message};
-        }
+        load_op(*service, cfg);
         caller.kind = Caller::Kind::local;
         const char* user = std::getenv("USER");
         caller.id = user ? user : "root";
@@ -170,6 +175,7 @@ int serve(const std::string& config_path, const std::string& listen_override, in
     if (!data) throw Failure{kKeys, data.error().message};
     Metrics metrics;
     Service service(cfg, *db, load_keyring(cfg), std::move(*data), metrics);
+    load_op(service, cfg);
     ApiServer server(service, metrics, log);
     if (auto st = server.bind(); !st) throw Failure{kConfig, st.error().message};
 

@@ -50,6 +50,9 @@ struct LabOptions {
     std::uint64_t rate_per_second{10000};
     std::uint64_t rate_burst{10000};
     std::size_t max_body_bytes{64 * 1024};
+    // The operator's OP (32 hex digits): written to a 0600 file named by
+    // [subscribers] op_file, so OPc is derived from it. Empty: random OPc.
+    std::string op_hex;
     std::string extra_toml;
 };
 
@@ -247,6 +250,12 @@ private:
         crypto::random_bytes(b);
         return b;
     }
+    std::string write_op_file() const {
+        const auto path = dir / "op.hex";
+        { std::ofstream(path) << options_.op_hex << "\n"; }
+        std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+        return path.string();
+    }
     void write_config() {
         std::ofstream out(config);
         out << "[server]\nlisten = \"127.0.0.1\"\nport = 0\nallow_plain_http = true\nthreads = 8\n"
@@ -254,6 +263,7 @@ private:
             << "[storage]\ndatabase = \"" << database_url << "\"\n"
             << "[operator]\nname = \"Lab Operator\"\n"
             << "[subscribers]\nplmn = \"00101\"\nnetwork_name = \"credprov-lab\"\n"
+            << (options_.op_hex.empty() ? std::string() : "op_file = \"" + write_op_file() + "\"\n")
             << "pending_ttl_s = " << options_.pending_ttl_s << "\nsweep_interval_s = " << options_.sweep_interval_s << "\n"
             << "[limits]\nrate_per_second = " << options_.rate_per_second << "\nrate_burst = " << options_.rate_burst << "\n"
             << "[log]\nformat = \"json\"\nlevel = \"info\"\n"

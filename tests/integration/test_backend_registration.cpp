@@ -3,6 +3,7 @@
 // pools, network-only deprovisioning and what it does to AKA.
 #include "backend_test.hpp"
 #include "credprov/aka/network.hpp"
+#include "credprov/aka/subscriber_keys.hpp"
 
 using namespace credprov;
 using namespace credprov::testing;
@@ -52,6 +53,30 @@ BACKEND_TEST(sealed_registration, "a sealed registration activates the subscribe
     CHECK(to_hex(ByteView(ok->res.data(), ok->res.size())) == first["xres"].get<std::string>());
     CHECK(to_hex(ByteView(ok->ck.data(), ok->ck.size())) == first["ck"].get<std::string>());
     CHECK(v.body["vectors"][1]["sqn"].get<std::uint64_t>() > first["sqn"].get<std::uint64_t>());
+}
+
+namespace {
+// TS 35.208 test set 1's OP.
+LabOptions with_op() {
+    LabOptions o;
+    o.op_hex = "cdc202d5123e20f62b6d676ac72cb318";
+    return o;
+}
+}  // namespace
+
+BACKEND_TEST_WITH(opc_from_op, "with an OP file configured, every new subscriber's OPc is derived from its K and that OP",
+                  with_op()) {
+    SimDevice dev(lab.trust());
+    lab.import_device(dev.identity);
+    Technician tech(lab);
+    auto reg = tech.register_sealed(dev);
+    REQUIRE(reg.receipt.status == 200);
+    Bytes op;
+    REQUIRE(from_hex("cdc202d5123e20f62b6d676ac72cb318", op));
+    ByteArray<16> expected{};
+    aka::derive_opc(aka::SubscriberKeys::KeyView(dev.host.k.data(), 16), aka::SubscriberKeys::KeyView(op.data(), 16),
+                    std::span<std::uint8_t, 16>(expected.data(), 16));
+    CHECK(to_hex(ByteView(dev.host.opc.data(), 16)) == to_hex(ByteView(expected.data(), 16)));
 }
 
 BACKEND_TEST(idempotent_steps, "every registration step can be retried after a lost response") {

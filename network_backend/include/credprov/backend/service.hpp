@@ -84,6 +84,10 @@ public:
     Service(BackendConfig config, Database& db, OperatorKeyring keys, DataKey data_key, Metrics& metrics,
             std::function<std::uint64_t()> clock = {});
 
+    // Derives every new subscriber's OPc from its K and this OP
+    // ([subscribers] op_file, read by load_op_file); without it OPc is random.
+    void use_op(Secret<16> op) { op_ = std::move(op); }
+
     // ---- identities -----------------------------------------------------------
     [[nodiscard]] Result<Caller> authenticate_admin(std::string_view bearer, const std::string& remote);
     // Verifies the signature, the clock window and that the key is enrolled and not revoked.
