@@ -236,6 +236,9 @@ int main(int argc, char** argv) {
                                                                            std::size_t{1} << 20, 2);
         file->set_pattern("%Y-%m-%dT%H:%M:%S%z %l: %v");
         logger->sinks().push_back(file);
+        // Every line reaches the file at once: `logs` and a crash see it
+        // (the agent logs a few lines per session, not a stream).
+        logger->flush_on(spdlog::level::trace);
     } catch (const spdlog::spdlog_ex& e) {
         spdlog::warn("no log file in {}: {}", cfg.state_dir.string(), e.what());
     }

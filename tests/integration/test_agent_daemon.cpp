@@ -33,6 +33,23 @@ std::string base64(ByteView b) {
 
 }  // namespace
 
+TEST_CASE("agentd: credprov-agentctl logs shows the running daemon's lines as they happen") {
+    AgentLab lab;
+    auto agent = lab.start();
+    // A session, then its line in agent.log while the daemon still runs
+    // (the file was flushed only at stop before).
+    auto o = lab.session(Operation::query, {});
+    REQUIRE(o.first.ok());
+    bool seen = false;
+    for (int i = 0; i < 100 && !seen; ++i) {
+        auto logs = run_command({CREDPROV_AGENTCTL, "--state-dir", lab.state.string(), "logs", "-n", "50"});
+        REQUIRE(logs.exit_code == 0);
+        seen = contains(logs.out, "ready") && contains(logs.out, "session");
+        if (!seen) std::this_thread::sleep_for(20ms);
+    }
+    CHECK(seen);
+}
+
 TEST_CASE("agentd: provision, query and deprovision over a Unix socket, stop on SIGTERM, no secret in any log") {
     AgentLab lab;
     auto agent = lab.start();
