@@ -51,9 +51,21 @@ void harden_process() {
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
+// The passphrase of the operator's key files from the variable that
+// [operator] passphrase_env names. Named but unset or empty is an error:
+// a key written then would be left without its protection, unnoticed.
 std::string passphrase_from(const std::string& env) {
     if (env.empty()) return {};
     const char* v = std::getenv(env.c_str());
+    if (v == nullptr || *v == '\0')
+        throw Failure{kKeys, "[operator] passphrase_env names " + env + ", which is not set: set it to the key's passphrase"};
+    return std::string(v);
+}
+
+// The offline root key's passphrase for init --root-key and operator rotate
+// --root-key: CREDPROV_ROOT_PASSPHRASE, or none for an unencrypted root file.
+std::string root_passphrase() {
+    const char* v = std::getenv("CREDPROV_ROOT_PASSPHRASE");
     return v ? std::string(v) : std::string();
 }
 
@@ -245,7 +257,7 @@ int init(const std::string& config_path, const std::string& root_key, const std:
         std::cerr << "created data key " << data_path << "\n";
     }
     if (!root_key.empty()) {
-        auto root = read_key_file(root_key, passphrase_from("CREDPROV_ROOT_PASSPHRASE"));
+        auto root = read_key_file(root_key, root_passphrase());
         if (!root) throw Failure{kKeys, root.error().message};
         const auto ring = load_keyring(cfg);
         const auto rk = crypto::signing_key_from_seed(std::span<const std::uint8_t, 32>(root->sign.data(), 32));
@@ -487,7 +499,7 @@ int main(int argc, char** argv) {
             }
             std::filesystem::remove(cfg.resolve(cfg.operator_certificate));
             if (!rotate_root.empty()) {
-                auto root = read_key_file(rotate_root, passphrase_from("CREDPROV_ROOT_PASSPHRASE"));
+                auto root = read_key_file(rotate_root, root_passphrase());
                 if (!root) throw Failure{kKeys, root.error().message};
                 const auto fresh = load_keyring(cfg);
                 const auto rk = crypto::signing_key_from_seed(std::span<const std::uint8_t, 32>(root->sign.data(), 32));

@@ -105,6 +105,18 @@ TEST_CASE("backend cli: init, local admin commands, and keys that stay private")
     std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("backend cli: a passphrase variable that is named but not set is refused, not a key left unprotected") {
+    const auto dir = temp_dir();
+    const auto cfg = dir / "backend.toml";
+    ::unsetenv("CREDPROV_TEST_UNSET_PASSPHRASE");
+    write(cfg, kPlain + "[operator]\npassphrase_env = \"CREDPROV_TEST_UNSET_PASSPHRASE\"\n");
+    auto init = run_command({"/bin/sh", "-c", "exec \"$0\" -c \"$1\" init 2>&1", CREDPROV_BACKEND, cfg.string()});
+    CHECK(init.exit_code != 0);
+    CHECK(init.out.find("CREDPROV_TEST_UNSET_PASSPHRASE") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir / "operator.key"));
+    std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("backend cli: an offline root certifies the operator key, rotation keeps old devices reachable") {
     const auto dir = temp_dir();
     const auto cfg = dir / "backend.toml";
