@@ -264,8 +264,11 @@ int main(int argc, char** argv) {
         spdlog::error("store: {}", store.error().message);
         return Exit::store;
     }
-    if (!(store->state().trust.provisioning_root == cfg.trust.provisioning_root) ||
-        store->state().trust.lab_trust_on_first_use != cfg.trust.lab_trust_on_first_use) {
+    // Only what the configuration states can differ: a configuration without
+    // [trust] (the usual case after factory-init --root) says nothing.
+    const auto& installed = store->state().trust;
+    if ((cfg.trust.provisioning_root && !(installed.provisioning_root == cfg.trust.provisioning_root)) ||
+        (cfg.trust.lab_trust_on_first_use && !installed.lab_trust_on_first_use)) {
         spdlog::warn("trust settings in the configuration differ from those installed at factory-init; "
                      "the store's are used");
     }

@@ -48,6 +48,9 @@ TEST_CASE("agentd: credprov-agentctl logs shows the running daemon's lines as th
         if (!seen) std::this_thread::sleep_for(20ms);
     }
     CHECK(seen);
+    // Set up with factory-init --root and no [trust] in the configuration:
+    // nothing to warn about.
+    CHECK_FALSE(contains(read_file(lab.state / "agent.log"), "trust settings in the configuration differ"));
 }
 
 TEST_CASE("agentd: provision, query and deprovision over a Unix socket, stop on SIGTERM, no secret in any log") {
