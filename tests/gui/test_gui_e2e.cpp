@@ -6,8 +6,11 @@
 // enrolment token, reads the device's label from the PNG the agent printed,
 // provisions, queries, deprovisions after the confirmation, and tries a wrong
 // setup code; after every step it checks what the window shows (and the
-// backend's and the device's own view). With CREDPROV_SCREENSHOT_DIR set it
-// saves each main screen at phone and desktop sizes there (docs/screenshots/).
+// backend's and the device's own view). A second case goes over NFC (stock
+// libnfc on simulated PN532 chips): the label from the device's NFC sticker,
+// then "hold the phone to the device". With CREDPROV_SCREENSHOT_DIR set the
+// first case saves each main screen at phone and desktop sizes there
+// (docs/screenshots/).
 #include <QClipboard>
 #include <QGuiApplication>
 #include <QQmlApplicationEngine>
@@ -20,6 +23,9 @@
 
 #include "credprov/gui/app_models.hpp"
 #include "e2e_lab.hpp"
+#ifdef CREDPROV_TEST_HAVE_NFC
+#include "nfc_sim.hpp"
+#endif
 
 namespace credprov::testing {
 namespace {
@@ -97,6 +103,54 @@ void screenshots(Driver& d, const std::vector<std::pair<int, std::string>>& tabs
     QTest::qWait(100);
 }
 
+// One QGuiApplication for the process (Qt allows one; the cases share it).
+void ensure_app() {
+    static int argc = 1;
+    static char arg0[] = "credprov-app";
+    static char* argv[] = {arg0, nullptr};
+    static auto* app = new QGuiApplication(argc, argv);  // lives until exit
+    (void)app;
+}
+
+// The app's window over the workspace `home`, as credprov-app builds it.
+struct App {
+    gui::AppModels models;
+    QQmlApplicationEngine engine;
+    QStringList warnings;
+    Driver d;
+    // Every text the step line shows while an operation runs.
+    std::vector<QString> steps;
+
+    explicit App(const std::filesystem::path& home) : models((ensure_app(), home)) {
+        QObject::connect(&engine, &QQmlApplicationEngine::warnings, [this](const QList<QQmlError>& list) {
+            for (const auto& w : list) warnings << w.toString();
+        });
+        models.expose(*engine.rootContext());
+        engine.load(QUrl(gui::kMainQml));
+        REQUIRE(engine.rootObjects().size() == 1);
+        d.window = qobject_cast<QQuickWindow*>(engine.rootObjects().first());
+        REQUIRE(d.window != nullptr);
+        d.window->resize(1024, 1500);  // the whole device page on screen
+        d.window->show();
+        REQUIRE(QTest::qWaitForWindowExposed(d.window));
+        QObject::connect(&models.task, &gui::DeviceTask::changed, [this] {
+            if (d.shown("stepText")) steps.push_back(d.text("stepText"));
+        });
+    }
+    // Picks how to reach the device with the keyboard (0 BLE, 1 NFC, 2 address).
+    void reach_by(int how) {
+        d.click("how");  // the list opens
+        for (int i = 0; i < 3; ++i) QTest::keyClick(d.window, Qt::Key_Up);
+        for (int i = 0; i < how; ++i) QTest::keyClick(d.window, Qt::Key_Down);
+        QTest::keyClick(d.window, Qt::Key_Return);
+        QTest::qWait(100);
+        REQUIRE(d.item("how")->property("currentIndex").toInt() == how);
+    }
+    void wait_done(std::chrono::milliseconds timeout = 60s) {
+        REQUIRE_MESSAGE(Driver::wait_for([&] { return !models.task.running(); }, timeout), "the operation did not finish");
+    }
+};
+
 }  // namespace
 
 TEST_CASE("gui: a technician enrols, provisions from the label image, queries and deprovisions in the app") {
@@ -107,30 +161,11 @@ TEST_CASE("gui: a technician enrols, provisions from the label image, queries an
                              json{{"name", "gui technician"}, {"operations", {"query", "deliver-sealed", "diagnose", "deprovision"}}});
     REQUIRE(token.status == 201);
 
-    static int argc = 1;
-    static char arg0[] = "credprov-app";
-    static char* argv[] = {arg0, nullptr};
-    QGuiApplication app(argc, argv);
-    gui::AppModels models(f.lab.dir / "gui-technician");
-    QQmlApplicationEngine engine;
-    QStringList warnings;
-    QObject::connect(&engine, &QQmlApplicationEngine::warnings, [&](const QList<QQmlError>& list) {
-        for (const auto& w : list) warnings << w.toString();
-    });
-    models.expose(*engine.rootContext());
-    engine.load(QUrl(gui::kMainQml));
-    REQUIRE(engine.rootObjects().size() == 1);
-    Driver d{qobject_cast<QQuickWindow*>(engine.rootObjects().first())};
-    REQUIRE(d.window != nullptr);
-    d.window->resize(1024, 1500);  // the whole device page on screen
-    d.window->show();
-    REQUIRE(QTest::qWaitForWindowExposed(d.window));
-
-    // Every text the step line shows while an operation runs.
-    std::vector<QString> steps;
-    QObject::connect(&models.task, &gui::DeviceTask::changed, [&] {
-        if (d.shown("stepText")) steps.push_back(d.text("stepText"));
-    });
+    App a(f.lab.dir / "gui-technician");
+    Driver& d = a.d;
+    auto& models = a.models;
+    auto& steps = a.steps;
+    auto& warnings = a.warnings;
 
     // ---- first run: the app opens on Settings; enrol with the token
     CHECK(d.item("tabs")->property("currentIndex").toInt() == 2);
@@ -147,12 +182,7 @@ TEST_CASE("gui: a technician enrols, provisions from the label image, queries an
     // ---- the device page: reach it by address, read the label from its image
     d.click("tabDevice");
     REQUIRE(d.item("tabs")->property("currentIndex").toInt() == 0);
-    d.click("how");  // the list opens; the keyboard picks "Address"
-    QTest::keyClick(d.window, Qt::Key_Down);
-    QTest::keyClick(d.window, Qt::Key_Down);
-    QTest::keyClick(d.window, Qt::Key_Return);
-    QTest::qWait(100);
-    REQUIRE(d.item("how")->property("currentIndex").toInt() == 2);
+    a.reach_by(2);  // Address
     d.type("address", QString::fromStdString("tcp://127.0.0.1:" + std::to_string(f.agent_port)));
     d.type("imagePath", QString::fromStdString(label_png.string()));
     d.click("readImageButton");
@@ -252,5 +282,49 @@ TEST_CASE("gui: a technician enrols, provisions from the label image, queries an
 
     CHECK_MESSAGE(warnings.isEmpty(), warnings.join("\n").toStdString());
 }
+
+#ifdef CREDPROV_TEST_HAVE_NFC
+TEST_CASE("gui: over NFC, the label from the device's sticker, then hold the phone to the device") {
+    ScratchDir dir("credprov-gui-nfc");
+    ScratchDir stage("credprov-gui-nfc-label");
+    E2ELab f({"query", "deliver-sealed", "deprovision"}, {}, {});
+    f.stop_agent();
+    const auto ndef = stage.path() / "label.ndef";
+    REQUIRE(run_command({CREDPROV_AGENTCTL, "--state-dir", f.state.string(), "label", "--quiet", "--ndef", ndef.string()}).exit_code == 0);
+    NfcSim sim(dir.path(), {"reader", "device"}, {"sticker=" + ndef.string()});
+    f.agent_listen = {sim.address("device")};
+    f.start_agent();
+
+    // The technician's workspace enrolled with the CLI: the app is enrolled too.
+    App a(f.home);
+    Driver& d = a.d;
+    CHECK(a.models.technician.enrolled());
+    CHECK(d.item("provisionButton")->isEnabled());
+    d.click("tabDevice");
+    a.reach_by(1);  // NFC
+    const std::string reader = sim.address("reader").substr(4);  // the connstring, without "nfc:"
+    d.type("reader", QString::fromStdString(reader));
+
+    // The sticker alone in the field: the label comes from it.
+    sim.send("remove device");
+    d.click("readNfcButton");
+    CHECK(a.models.labels.busy());
+    REQUIRE_MESSAGE(Driver::wait_for([&] { return !a.models.labels.busy(); }, 30s), "the sticker read did not finish");
+    REQUIRE_MESSAGE(d.shown("labelLoaded"), d.text("labelError").toStdString());
+    CHECK(d.text("labelLoaded").contains(QString::fromStdString(f.device)));
+
+    // Then the device: the banner asks to hold the phone to it until the steps finish.
+    sim.send("remove sticker");
+    sim.send("restore device");
+    d.click("provisionButton");
+    CHECK(d.shown("holdBanner"));
+    a.wait_done();
+    INFO("message: " << d.text("message").toStdString() << "\n" << read_file(f.lab.dir / "agentd.log"));
+    CHECK_FALSE(d.shown("holdBanner"));
+    CHECK(d.text("resultState") == "active");
+    f.check_agreement();
+    CHECK_MESSAGE(a.warnings.isEmpty(), a.warnings.join("\n").toStdString());
+}
+#endif  // CREDPROV_TEST_HAVE_NFC
 
 }  // namespace credprov::testing
