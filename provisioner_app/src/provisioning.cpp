@@ -755,9 +755,13 @@ FlowResult pool_status(const Workspace& ws) {
 FlowResult enroll(Workspace& ws, const std::string& backend_url, const std::string& ca_file, const std::string& enrolment_token,
                   const std::string& name) {
     if (auto st = BackendClient::check_url(backend_url); !st) return fail(Outcome::usage, st.error().message);
+    // Saved as an absolute path: later commands run from other folders.
+    std::error_code ec;
+    const std::string ca = ca_file.empty() ? std::string() : std::filesystem::absolute(ca_file, ec).string();
+    if (ec) return fail(Outcome::usage, "--ca " + ca_file + ": " + ec.message());
     auto key = ws.load_or_create_key();
     if (!key) return fail(Outcome::storage, key.error().message);
-    BackendClient backend(backend_url, ca_file, nullptr);
+    BackendClient backend(backend_url, ca, nullptr);
     json body{{"enrolment_token", enrolment_token},
               {"public_key", to_hex(key->public_key)},
               {"proof", to_hex(crypto::sign(*key, kEnrolmentContext, as_bytes(enrolment_token)))}};
@@ -769,7 +773,7 @@ FlowResult enroll(Workspace& ws, const std::string& backend_url, const std::stri
     auto op = backend.get("/v1/operator");
     Settings s;
     s.backend = backend_url;
-    s.ca_file = ca_file;
+    s.ca_file = ca;
     s.provisioner_id = r.body.value("id", "");
     s.name = r.body.value("name", "");
     if (op.ok() && op.body.contains("certificate") && op.body["certificate"].is_string()) {

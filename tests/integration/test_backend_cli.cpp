@@ -177,6 +177,23 @@ TEST_CASE("backend cli: HTTPS with a real certificate, a missing key file is a c
     auto r = tls.Get("/healthz");
     REQUIRE(r);
     CHECK(r->status == 200);
+    // A technician enrols over HTTPS with the CA file given relative to
+    // where they stand; later commands from elsewhere still verify with it.
+    auto enrolment = run_command({CREDPROV_BACKEND, "-c", cfg.string(), "enrolment-token", "create", "--name", "tls tech",
+                                  "--operations", "query"});
+    REQUIRE(enrolment.exit_code == 0);
+    const std::string token = json::parse(enrolment.out)["token"].get<std::string>();
+    const auto home = dir / "technician";
+    const std::string url = "https://127.0.0.1:" + std::to_string(port);
+    auto enrolled = run_command({"/bin/sh", "-c", "cd \"$0\" && exec \"$1\" --home \"$2\" enroll --backend \"$3\" --ca tls.crt --token \"$4\"",
+                                 dir.string(), CREDPROV_CLI, home.string(), url, token});
+    REQUIRE_MESSAGE(enrolled.exit_code == 0, enrolled.out);
+    // From / : the backend answers (403: this technician may not deprovision),
+    // so TLS verified; a CA path lost to the working folder would be exit 3.
+    auto later = run_command({"/bin/sh", "-c", "cd / && exec \"$0\" --home \"$1\" --json deprovision --device aaaqeayeaudaocajbifqydiob4 --reason x",
+                              CREDPROV_CLI, home.string()});
+    CHECK_MESSAGE(later.exit_code == 2, later.out);
+
     // Plain HTTP to the TLS port gets no API answer.
     httplib::Client plain("127.0.0.1", port);
     plain.set_read_timeout(2);
