@@ -137,17 +137,10 @@ void DeviceTask::start(Kind kind, const QString& address, const QString& label, 
     state_ = State::Running;
     step_ = steps_ = 0;
     pairing_step_ = kind == Kind::Provision || kind == Kind::Diagnose ? 2 : 0;
+    clear_outcome();
     nfc_ = t.address.rfind("nfc:", 0) == 0;
     step_text_ = nfc_ ? tr("hold the phone to the device") : tr("starting");
-    message_.clear();
-    next_action_.clear();
     device_id_ = QString::fromStdString(t.device.to_string());
-    imsi_.clear();
-    device_state_.clear();
-    finished_at_.clear();
-    details_.clear();
-    wrong_code_ = false;
-    retry_after_ = 0;
     emit changed();
 
     cancelled_ = std::make_shared<std::atomic<bool>>(false);
@@ -252,6 +245,11 @@ void DeviceTask::reset() {
     state_ = State::Idle;
     step_ = steps_ = 0;
     step_text_.clear();
+    clear_outcome();
+    emit changed();
+}
+
+void DeviceTask::clear_outcome() {
     message_.clear();
     next_action_.clear();
     device_id_.clear();
@@ -261,7 +259,6 @@ void DeviceTask::reset() {
     details_.clear();
     wrong_code_ = false;
     retry_after_ = 0;
-    emit changed();
 }
 
 QString DeviceTask::summary() const {

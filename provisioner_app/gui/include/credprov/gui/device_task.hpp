@@ -107,6 +107,7 @@ private:
                std::function<provisioner::FlowResult(provisioner::Provisioner&, provisioner::Target&)> flow);
     void finish(Kind kind, const provisioner::FlowResult& r, const QString& device);
     void fail_now(Kind kind, const QString& message);
+    void clear_outcome();  // message, next action, result
 
     Technician& technician_;
     Kind kind_{Kind::None};
