@@ -276,9 +276,22 @@ TEST_CASE("gui: a technician enrols, provisions from the label image, queries an
     REQUIRE_MESSAGE(query->hasActiveFocus(), "Tab does not reach the Query button");
     QTest::keyClick(d.window, Qt::Key_Return);
     CHECK(models.task.running());
-    REQUIRE(Driver::wait_for([&] { return !models.task.running(); }, 60s));
+    a.wait_done();
     CHECK(d.shown("wrongCodeHint"));
     CHECK(d.text("message").contains("wrong setup code"));
+    CHECK_FALSE(d.shown("backoffText"));
+
+    // Wrong again and again: past its free attempts the device makes the
+    // next try wait, and the window counts the time down.
+    for (int i = 0; i < 8 && !d.shown("backoffText"); ++i) {
+        d.click("queryButton");
+        a.wait_done();
+    }
+    REQUIRE(d.shown("backoffText"));
+    CHECK(models.task.retryAfter() >= 1);
+    CHECK(d.text("backoffText").contains("next try in"));
+    CHECK_FALSE(d.shown("wrongCodeHint"));
+    CHECK(d.text("nextAction").contains("Too many wrong codes"));
 
     CHECK_MESSAGE(warnings.isEmpty(), warnings.join("\n").toStdString());
 }
