@@ -32,6 +32,7 @@
 #include "credprov/backend/http_api.hpp"
 #include "credprov/backend/keys.hpp"
 #include "credprov/backend/service.hpp"
+#include "credprov/version.hpp"
 
 namespace {
 
@@ -298,6 +299,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     std::string config_path = kDefaultBackendConfig;
     app.add_option("-c,--config", config_path, "configuration file (TOML)")->capture_default_str();
+    app.set_version_flag("--version", std::string("credprov-backend ") + credprov::kVersion);
 
     auto* serve_cmd = app.add_subcommand("serve", "run the REST API until SIGTERM");
     std::string listen;

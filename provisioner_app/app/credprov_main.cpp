@@ -33,6 +33,7 @@
 #include <set>
 
 #include "credprov/provisioner/provisioning.hpp"
+#include "credprov/version.hpp"
 #ifdef CREDPROV_HAVE_NFC
 #include "credprov/transport/nfc/libnfc_device.hpp"
 #endif
@@ -70,6 +71,7 @@ int main(int argc, char** argv) {
     bool json_out = false;
     app.add_option("--home", home, "folder of this provisioner's key, settings and journal (or CREDPROV_HOME)")->capture_default_str();
     app.add_flag("--json", json_out, "one JSON object on standard output, for scripts");
+    app.set_version_flag("--version", std::string("credprov ") + credprov::kVersion);
 
     auto* enroll_cmd = app.add_subcommand("enroll", "create this tool's key and enrol it with an admin-issued enrolment token");
     std::string backend_url, ca_file, token, name;

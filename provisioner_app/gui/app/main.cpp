@@ -8,11 +8,12 @@
 
 #include "credprov/gui/app_models.hpp"
 #include "credprov/provisioner/workspace.hpp"
+#include "credprov/version.hpp"
 
 int main(int argc, char** argv) {
     QGuiApplication app(argc, argv);
     QGuiApplication::setApplicationName("credprov-app");
-    QGuiApplication::setApplicationVersion("0.1.0");
+    QGuiApplication::setApplicationVersion(QString::fromLatin1(credprov::kVersion));
     QCommandLineParser cli;
     cli.setApplicationDescription("The credprov technician's app: enrol, then provision devices over BLE, NFC or TCP.");
     cli.addHelpOption();

@@ -1,6 +1,9 @@
-// The agent's version string, reported by --version and in query answers.
+// The agent's version string, reported by --version and in query answers:
+// the project version (common/version.hpp.in), kept in one place.
 #pragma once
 
+#include "credprov/version.hpp"
+
 namespace credprov::agent {
-inline constexpr const char* kAgentVersion = "0.1.0";
+inline constexpr const char* kAgentVersion = credprov::kVersion;
 }  // namespace credprov::agent
