@@ -49,7 +49,11 @@ struct NfcTargetListener::State {
             }
             LibnfcDevice* dev = device.get();
             l.unlock();
-            auto r = dev->wait_for_initiator(1s);
+            // A long wait: every re-arm leaves a moment in which a reader
+            // can activate the chip just as its host gives up waiting (the
+            // reader's first frame then meets a chip that is arming again).
+            // Stopping aborts the wait (the destructor), so it costs nothing.
+            auto r = dev->wait_for_initiator(30s);
             l.lock();
             if (r) {
                 activated = true;
