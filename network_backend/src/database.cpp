@@ -6,9 +6,12 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <deque>
+#include <exception>
 #include <mutex>
 #include <thread>
 
@@ -302,7 +305,22 @@ struct Database::Pool {
     std::condition_variable cv;
     std::vector<std::unique_ptr<Connection>> idle;
     std::size_t open{0};
-    std::mutex writer;
+
+    // Group commit (SQLite writes): one leader at a time runs every queued
+    // write transaction inside one BEGIN IMMEDIATE ... COMMIT, each under its
+    // own savepoint, and wakes their owners once COMMIT has returned.
+    struct Job {
+        const std::function<Status(Connection&)>* body{nullptr};
+        Status result{make_error(ErrorCode::storage, "transaction not attempted")};
+        bool retryable{false};
+        bool own_failure{false};  // the body itself failed (rolled back to its savepoint)
+        std::exception_ptr thrown;
+        bool done{false};
+    };
+    std::mutex group_m;
+    std::condition_variable group_cv;
+    std::deque<Job*> queue;
+    bool leading{false};
 
     Result<std::unique_ptr<Connection>> take() {
         std::unique_lock lock(m);
@@ -347,14 +365,118 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& url, std::si
     return std::unique_ptr<Database>(new Database(d, std::move(pool)));
 }
 
+namespace {
+
+using Job = Database::Pool::Job;
+
+constexpr std::size_t kMaxGroup = 64;  // write transactions per group commit
+
+// The group cannot commit: roll all of it back. Every job that had not
+// failed on its own gets the error and is retried by its owner, alone or in
+// the next group. Returns whether the connection is fit for the pool.
+bool abandon_group(Connection& conn, const std::vector<Job*>& batch, const Status& why) {
+    const bool rolled_back = conn.script("ROLLBACK").ok();
+    for (Job* j : batch) {
+        if (j->own_failure) continue;
+        j->result = why;
+        j->retryable = true;
+    }
+    return rolled_back;
+}
+
+// Runs a batch of write transactions in one SQLite transaction: each body
+// under a savepoint (a body that fails is rolled back to it, as if it had
+// never run), then one COMMIT for all, so one fsync makes all of them
+// durable. Sets every job's result; returns whether the connection is fit
+// for the pool.
+bool commit_group(Connection& conn, const std::vector<Job*>& batch) {
+    if (auto began = conn.script("BEGIN IMMEDIATE"); !began) {
+        const bool retry = conn.last_error_retryable();
+        for (Job* j : batch) {
+            j->result = began;
+            j->retryable = retry;
+        }
+        return false;
+    }
+    for (Job* j : batch) {
+        if (auto sp = conn.script("SAVEPOINT grouped"); !sp) return abandon_group(conn, batch, sp);
+        Status st;
+        try {
+            st = (*j->body)(conn);
+        } catch (...) {
+            // Thrown again in the owner's thread once the group is settled.
+            j->thrown = std::current_exception();
+            st = make_error(ErrorCode::storage, "the transaction body threw");
+        }
+        if (st) {
+            if (auto rel = conn.script("RELEASE grouped"); !rel) return abandon_group(conn, batch, rel);
+            j->result = {};
+            continue;
+        }
+        j->own_failure = true;
+        j->result = st;
+        j->retryable = conn.last_error_retryable();
+        // After some errors (I/O, full disk, out of memory) SQLite has already
+        // rolled the whole transaction back, savepoint included: then the
+        // others' work is gone too.
+        if (auto undo = conn.script("ROLLBACK TO grouped"); !undo) return abandon_group(conn, batch, undo);
+        if (auto rel = conn.script("RELEASE grouped"); !rel) return abandon_group(conn, batch, rel);
+    }
+    if (auto committed = conn.script("COMMIT"); !committed) return abandon_group(conn, batch, committed);
+    return true;
+}
+
+}  // namespace
+
+// SQLite has one writer at a time, and with synchronous=FULL each COMMIT
+// waits for an fsync of the WAL (about a millisecond here): one transaction
+// per commit would cap the writes at about a thousand per second, whatever
+// the cores. Writers queue instead; whoever finds no leader becomes it and
+// commits everything queued so far as one group, while newcomers queue for
+// the next. A response is still sent only after the COMMIT that holds its
+// writes returned, and each request is still all or nothing (its savepoint).
+// See docs/decisions/0010-group-commit.md.
+Status Database::run_grouped(const std::function<Status(Connection&)>& body) {
+    Pool& p = *pool_;
+    Status last = make_error(ErrorCode::storage, "transaction not attempted");
+    for (int attempt = 0; attempt < 4; ++attempt) {
+        Job job;
+        job.body = &body;
+        {
+            std::unique_lock lock(p.group_m);
+            p.queue.push_back(&job);
+            for (;;) {
+                p.group_cv.wait(lock, [&] { return job.done || !p.leading; });
+                if (job.done) break;
+                p.leading = true;
+                const std::size_t n = std::min(p.queue.size(), kMaxGroup);
+                std::vector<Job*> batch(p.queue.begin(), p.queue.begin() + static_cast<std::ptrdiff_t>(n));
+                p.queue.erase(p.queue.begin(), p.queue.begin() + static_cast<std::ptrdiff_t>(n));
+                lock.unlock();
+                auto taken = p.take();
+                if (!taken) {
+                    for (Job* j : batch) j->result = taken.error();
+                } else {
+                    const bool healthy = commit_group(**taken, batch);
+                    p.give(std::move(*taken), healthy);
+                }
+                lock.lock();
+                p.leading = false;
+                for (Job* j : batch) j->done = true;
+                p.group_cv.notify_all();
+            }
+        }
+        if (job.thrown) std::rethrow_exception(job.thrown);
+        last = job.result;
+        if (last || !job.retryable) return last;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20 * (attempt + 1)));
+    }
+    return last;
+}
+
 Status Database::run(const std::function<Status(Connection&)>& body, bool write) {
     Status last = make_error(ErrorCode::storage, "transaction not attempted");
-    // SQLite has one writer at a time anyway: queueing this process's writers
-    // on a mutex avoids the busy handler's sleeps (tens of milliseconds
-    // under contention). Other processes on the same file still meet the
-    // busy timeout.
-    std::unique_lock<std::mutex> writer;
-    if (write && dialect_ == Dialect::sqlite) writer = std::unique_lock<std::mutex>(pool_->writer);
+    if (write && dialect_ == Dialect::sqlite) return run_grouped(body);
     for (int attempt = 0; attempt < 4; ++attempt) {
         auto taken = pool_->take();
         if (!taken) return taken.error();
