@@ -37,10 +37,7 @@ std::string hex_of(const std::uint8_t* p, std::size_t n) { return to_hex(ByteVie
 
 // A subscriber's K and OPc, decrypted from rest into wiped memory.
 Result<aka::SubscriberKeys> aka_keys_of(const DataKey& data_key, const std::string& imsi, const std::string& keys_enc) {
-    auto keys = data_key.open(imsi, keys_enc);
-    if (!keys) return keys.error();
-    return aka::SubscriberKeys::from_k_and_opc(aka::SubscriberKeys::KeyView(keys->k.data(), 16),
-                                               aka::SubscriberKeys::KeyView(keys->opc.data(), 16));
+    return data_key.open_for_aka(imsi, keys_enc);
 }
 
 }  // namespace
