@@ -14,6 +14,9 @@
 //                                    (the API's maximum), on kept-alive
 //                                    connections, `--clients` at once
 //   backend.vectors_per_s           quintets per second, one per request
+//   backend.register_cpu_ms.sqlite  the backend's CPU time (user + system,
+//   backend.aka_cpu_us_per_vector   both cores) per registration and per
+//                                    quintet: the cost, whatever else runs
 //
 // A registration's requests run in two timed phases with the device's side
 // in between, untimed: every client asks for a token then the bundle for its
@@ -28,6 +31,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -63,6 +67,28 @@ Clock::duration run_parallel(int clients, int n, F work) {
     }
     for (auto& t : threads) t.join();
     return Clock::now() - t0;
+}
+
+// CPU time (user + system, seconds) used so far by the backend process the
+// lab started, found by its configuration file on /proc: the figures per
+// operation that do not depend on what else the machine runs.
+double backend_cpu_seconds(const BackendLab& lab) {
+    const std::string config = lab.config.string();
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+        const std::string pid = entry.path().filename().string();
+        if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::string cmdline = read_file(entry.path() / "cmdline");
+        std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+        if (cmdline.find(config) == std::string::npos || cmdline.find(" serve") == std::string::npos) continue;
+        const std::string stat = read_file(entry.path() / "stat");
+        std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+        std::string skip;
+        for (int i = 3; i < 14; ++i) fields >> skip;  // state .. cmajflt
+        double utime = 0, stime = 0;
+        fields >> utime >> stime;
+        return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+    }
+    throw std::runtime_error("cannot find the backend process");
 }
 
 // One registration's state between the timed phases.
@@ -131,6 +157,7 @@ int main(int argc, char** argv) {
         std::atomic<int> failures{0};
 
         // Phase 1 (timed): token and sealed bundle.
+        double cpu_before = backend_cpu_seconds(lab);
         const auto front_wall = run_parallel(clients, devices, [&](int, int i) {
             SimDevice& d = *sims[static_cast<std::size_t>(i)];
             Pending& p = regs[static_cast<std::size_t>(i)];
@@ -144,6 +171,7 @@ int main(int argc, char** argv) {
             if (!p.token || p.minted.status != 201) ++failures;
         });
         if (failures > 0) throw std::runtime_error(std::to_string(failures.load()) + " tokens or bundles failed");
+        double register_cpu = backend_cpu_seconds(lab) - cpu_before;
 
         // The devices' side (untimed): pair, deliver, sign a receipt.
         run_parallel(2, devices, [&](int, int i) {
@@ -160,6 +188,7 @@ int main(int argc, char** argv) {
         if (failures > 0) throw std::runtime_error(std::to_string(failures.load()) + " deliveries failed");
 
         // Phase 2 (timed): receipts.
+        cpu_before = backend_cpu_seconds(lab);
         const auto receipt_wall = run_parallel(clients, devices, [&](int, int i) {
             Pending& p = regs[static_cast<std::size_t>(i)];
             const auto t0 = Clock::now();
@@ -168,6 +197,7 @@ int main(int argc, char** argv) {
             if (r.status != 200) ++failures;
         });
         if (failures > 0) throw std::runtime_error(std::to_string(failures.load()) + " receipts failed");
+        register_cpu += backend_cpu_seconds(lab) - cpu_before;
 
         std::vector<double> registration_ms, mint_ms, receipt_ms;
         for (const Pending& p : regs) {
@@ -178,6 +208,7 @@ int main(int argc, char** argv) {
         const double per_s = static_cast<double>(devices) / seconds(front_wall + receipt_wall);
         print("backend.register_per_s.sqlite", per_s, "1/s");
         print("backend.register_p99_ms.sqlite", percentile(registration_ms, 0.99), "ms");
+        print("backend.register_cpu_ms.sqlite", 1000.0 * register_cpu / devices, "ms");
         print("backend.registrations_per_s", per_s, "1/s");
         print("backend.mint_ms_p50", percentile(mint_ms, 0.5), "ms");
         print("backend.mint_ms_p99", percentile(mint_ms, 0.99), "ms");
@@ -193,7 +224,9 @@ int main(int argc, char** argv) {
         } while (!cursor.empty());
         if (imsis.empty()) throw std::runtime_error("no active subscriber");
         const int requests = devices * 2;
+        cpu_before = backend_cpu_seconds(lab);
         print("backend.aka_vectors_per_s", vectors_per_s(lab, core, imsis, clients, requests, 5), "1/s");
+        print("backend.aka_cpu_us_per_vector", 1e6 * (backend_cpu_seconds(lab) - cpu_before) / (requests * 5.0), "us");
         print("backend.vectors_per_s", vectors_per_s(lab, core, imsis, clients, requests, 1), "1/s");
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_backend: %s\n", e.what());
