@@ -369,6 +369,9 @@ Status ApiServer::bind() {
     s.set_payload_max_length(cfg.max_body_bytes);
     s.set_read_timeout(10, 0);
     s.set_write_timeout(10, 0);
+    // Answers go out as headers and body in separate writes: with Nagle's
+    // algorithm a kept-alive client's delayed ACK holds the body back 40 ms.
+    s.set_tcp_nodelay(true);
     s.new_task_queue = [n = cfg.threads] { return new httplib::ThreadPool(n); };
     Impl* impl = impl_.get();
     for (const Route& route : impl->routes) {

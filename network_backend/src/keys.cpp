@@ -75,11 +75,26 @@ std::string DataKey::seal(const std::string& imsi, const SubscriberKeys& keys) c
 }
 
 Result<SubscriberKeys> DataKey::open(const std::string& imsi, const std::string& sealed_hex) const {
+    SecretBytes plain(32);
+    if (auto st = open_into(imsi, sealed_hex, plain); !st) return st.error();
+    SubscriberKeys keys;
+    std::memcpy(keys.k.data(), plain.data(), 16);
+    std::memcpy(keys.opc.data(), plain.data() + 16, 16);
+    return keys;
+}
+
+Result<aka::SubscriberKeys> DataKey::open_for_aka(const std::string& imsi, const std::string& sealed_hex) const {
+    SecretBytes plain(32);
+    if (auto st = open_into(imsi, sealed_hex, plain); !st) return st.error();
+    return aka::SubscriberKeys::from_k_and_opc(aka::SubscriberKeys::KeyView(plain.data(), 16),
+                                               aka::SubscriberKeys::KeyView(plain.data() + 16, 16));
+}
+
+Status DataKey::open_into(const std::string& imsi, const std::string& sealed_hex, SecretBytes& plain) const {
     Bytes in;
     if (!from_hex(sealed_hex, in) || in.size() != kNonceBytes + 32 + kTagBytes) {
         return make_error(ErrorCode::malformed, "stored subscriber keys are malformed");
     }
-    SecretBytes plain(32);
     unsigned long long plen = 0;
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain.data(), &plen, nullptr, in.data() + kNonceBytes,
                                                    in.size() - kNonceBytes,
@@ -87,10 +102,7 @@ Result<SubscriberKeys> DataKey::open(const std::string& imsi, const std::string&
                                                    in.data(), key_.data()) != 0) {
         return make_error(ErrorCode::auth_failed, "stored subscriber keys do not decrypt with this data key");
     }
-    SubscriberKeys keys;
-    std::memcpy(keys.k.data(), plain.data(), 16);
-    std::memcpy(keys.opc.data(), plain.data() + 16, 16);
-    return keys;
+    return {};
 }
 
 }  // namespace credprov::backend

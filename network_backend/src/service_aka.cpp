@@ -37,10 +37,7 @@ std::string hex_of(const std::uint8_t* p, std::size_t n) { return to_hex(ByteVie
 
 // A subscriber's K and OPc, decrypted from rest into wiped memory.
 Result<aka::SubscriberKeys> aka_keys_of(const DataKey& data_key, const std::string& imsi, const std::string& keys_enc) {
-    auto keys = data_key.open(imsi, keys_enc);
-    if (!keys) return keys.error();
-    return aka::SubscriberKeys::from_k_and_opc(aka::SubscriberKeys::KeyView(keys->k.data(), 16),
-                                               aka::SubscriberKeys::KeyView(keys->opc.data(), 16));
+    return data_key.open_for_aka(imsi, keys_enc);
 }
 
 }  // namespace
@@ -54,6 +51,24 @@ Reply Service::vectors(const Caller& c, const std::string& imsi, const json& bod
     json list = json::array();
     std::string refused;
     bool found = true;
+    // K and OPc never change for an IMSI: open them before the write
+    // transaction, in parallel with other requests, so that the serial part
+    // (decision 0010) only steps the SQN and runs Milenage. The transaction
+    // checks that the stored ciphertext is still the one opened.
+    std::string opened_enc;
+    std::optional<aka::SubscriberKeys> opened;
+    auto pre = db_.read([&](Connection& conn) -> Status {
+        auto rows = conn.query("SELECT keys_enc FROM subscribers WHERE imsi = ? AND state = 'active'", {imsi});
+        if (!rows) return rows.error();
+        if (!rows->empty()) opened_enc = rows->front().str(0);
+        return {};
+    });
+    if (!pre) return storage_failure(pre.error());
+    if (!opened_enc.empty()) {
+        auto k = aka_keys_of(data_key_, imsi, opened_enc);
+        if (!k) return storage_failure(k.error());
+        opened.emplace(std::move(*k));
+    }
     auto st = db_.transact([&](Connection& conn) -> Status {
         list = json::array();
         auto sub = load_subscriber(conn, imsi);
@@ -66,8 +81,13 @@ Reply Service::vectors(const Caller& c, const std::string& imsi, const json& bod
             refused = "the subscriber is " + (*sub)->state + "; only an active subscriber authenticates";
             return {};
         }
-        auto aka_keys = aka_keys_of(data_key_, imsi, (*sub)->keys_enc);
-        if (!aka_keys) return aka_keys.error();
+        std::optional<aka::SubscriberKeys> inside;
+        if (!opened || (*sub)->keys_enc != opened_enc) {
+            auto k = aka_keys_of(data_key_, imsi, (*sub)->keys_enc);
+            if (!k) return k.error();
+            inside.emplace(std::move(*k));
+        }
+        const aka::SubscriberKeys* aka_keys = inside ? &*inside : &*opened;
         auto amf = aka::parse_amf((*sub)->amf);
         if (!amf) return amf.error();
         aka::Sqn sqn(static_cast<std::uint64_t>((*sub)->sqn));

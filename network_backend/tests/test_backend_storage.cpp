@@ -2,7 +2,10 @@
 // integration tests): transactions, migrations, the audit chain, configuration.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <stdexcept>
+#include <thread>
 
 #include "credprov/backend/audit.hpp"
 #include "credprov/backend/config.hpp"
@@ -72,6 +75,67 @@ TEST_CASE("database: a failed transaction leaves nothing behind") {
                   if (!rows) return rows.error();
                   CHECK(rows->size() == 1);
                   CHECK(rows->front().str(0) == odd);
+                  return {};
+              }).ok());
+}
+
+TEST_CASE("database: concurrent writers share commits, and each stays all or nothing with its audit entry") {
+    // Writers on SQLite are committed in groups (decision 0010): a failing
+    // writer, or one that throws, must leave nothing while the others in its
+    // group commit, and the audit chain must stay whole.
+    TempDb t;
+    constexpr int kThreads = 8, kEach = 40;
+    std::atomic<int> committed{0}, refused{0}, thrown{0};
+    std::vector<std::thread> threads;
+    for (int th = 0; th < kThreads; ++th) {
+        threads.emplace_back([&, th] {
+            for (int i = 0; i < kEach; ++i) {
+                const int n = th * kEach + i;
+                try {
+                    auto st = t.db->transact([&](Connection& c) -> Status {
+                        auto a = c.exec("INSERT INTO manufacturers (name, public_key, created_at) VALUES (?, ?, ?)",
+                                        {"m" + std::to_string(n), std::string("00"), std::int64_t{n}});
+                        if (!a) return a.error();
+                        AuditEntry e;
+                        e.at = n;
+                        e.actor = "cli:test";
+                        e.action = "test.write";
+                        e.target = "n:" + std::to_string(n);
+                        e.outcome = "ok";
+                        e.remote = "local";
+                        if (auto au = append_audit(c, e); !au) return au;
+                        if (n % 7 == 3) return make_error(ErrorCode::bad_state, "changed my mind");
+                        if (n % 11 == 5) throw std::runtime_error("a body that throws");
+                        return {};
+                    });
+                    (st.ok() ? committed : refused)++;
+                } catch (const std::runtime_error&) {
+                    ++thrown;
+                }
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    int expect_refused = 0, expect_thrown = 0;
+    for (int n = 0; n < kThreads * kEach; ++n) {
+        if (n % 7 == 3) ++expect_refused;
+        else if (n % 11 == 5) ++expect_thrown;
+    }
+    CHECK(refused == expect_refused);
+    CHECK(thrown == expect_thrown);
+    CHECK(committed == kThreads * kEach - expect_refused - expect_thrown);
+    REQUIRE(t.db->read([&](Connection& c) -> Status {
+                  auto rows = c.query("SELECT created_at FROM manufacturers");
+                  if (!rows) return rows.error();
+                  CHECK(rows->size() == static_cast<std::size_t>(committed.load()));
+                  for (const Row& r : *rows) {
+                      CHECK(r.i64(0) % 7 != 3);
+                      CHECK(r.i64(0) % 11 != 5);
+                  }
+                  auto v = verify_audit(c);
+                  if (!v) return v.error();
+                  CHECK(v->ok);
+                  CHECK(v->entries == committed.load());
                   return {};
               }).ok());
 }

@@ -83,6 +83,7 @@ public:
 private:
     Database(Dialect d, std::unique_ptr<Pool> pool);
     Status run(const std::function<Status(Connection&)>& body, bool write);
+    Status run_grouped(const std::function<Status(Connection&)>& body);
     Dialect dialect_;
     std::unique_ptr<Pool> pool_;
 };

@@ -161,6 +161,9 @@ private:
     Result<std::string> allocate_imsi(Connection& conn);
     Result<SubscriberKeys> new_subscriber_keys() const;
     struct Vouched;
+    struct ClaimedDevice;
+    static Result<ClaimedDevice> claim_device(const json& device);
+    Result<Vouched> vouch_device(Connection& conn, const Caller& c, const ClaimedDevice& claim, std::string& refusal);
     Result<Vouched> vouch_device(Connection& conn, const Caller& c, const json& device, std::string& refusal);
 
     BackendConfig config_;
