@@ -14,6 +14,9 @@
 #include <vector>
 
 #include "agent_lab.hpp"
+#include "bench_figures.hpp"
+
+using credprov::bench::print;
 
 using namespace credprov;
 using namespace credprov::testing;
@@ -29,7 +32,6 @@ long proc_status_kib(pid_t pid, const std::string& field) {
     return -1;
 }
 
-void print(const char* name, double value, const char* unit) { std::printf("BENCH %s %.6g %s\n", name, value, unit); }
 
 }  // namespace
 

@@ -13,6 +13,9 @@
 
 #include "backend_lab.hpp"
 #include "credprov/provisioner/provisioning.hpp"
+#include "bench_figures.hpp"
+
+using credprov::bench::print;
 
 using namespace credprov;
 using namespace credprov::testing;
@@ -27,7 +30,6 @@ struct Device {
     std::unique_ptr<AgentProcess> agentd;
 };
 
-void print(const char* name, double value, const char* unit) { std::printf("BENCH %s %.6g %s\n", name, value, unit); }
 
 std::vector<std::unique_ptr<Device>> make_devices(BackendLab& lab, int n, int offset) {
     std::vector<std::unique_ptr<Device>> out;

@@ -22,6 +22,9 @@
 
 #include "credprov/protocol/framing.hpp"
 #include "flow.hpp"
+#include "bench_figures.hpp"
+
+using credprov::bench::print;
 
 using namespace credprov;
 using namespace credprov::testing;
@@ -149,7 +152,6 @@ double median(std::vector<double> v) {
     return v[v.size() / 2];
 }
 
-void print(const char* name, double value, const char* unit) { std::printf("BENCH %s %.6g %s\n", name, value, unit); }
 
 }  // namespace
 

@@ -1,22 +1,24 @@
-// Backend throughput on the embedded default (SQLite), over real HTTP on
-// loopback against a real credprov-backend process (a separate process; this
-// one only drives it):
-//   backend.register_per_s.sqlite   full sealed registrations per second:
+// credprov-backend's throughput, over real HTTP on loopback against a real
+// credprov-backend process started here (this process only drives it), on
+// SQLite (the embedded default) or on PostgreSQL (--storage postgres, the
+// server named by CREDPROV_TEST_POSTGRES_URL; bench/backend_load/run starts
+// one). <storage> below is sqlite or postgres:
+//   backend.register_per_s.<storage>  full sealed registrations per second:
 //                                    authorisation token, sealed bundle and
 //                                    receipt, `--clients` provisioners at once
-//   backend.register_p99_ms.sqlite  99th percentile of one registration's
+//   backend.register_p99_ms.<storage> 99th percentile of one registration's
 //                                    backend time (token + bundle + receipt)
-//   backend.registrations_per_s     the same throughput under its old name
-//   backend.mint_ms_p50 / _p99      latency of minting a sealed bundle
-//   backend.receipt_ms_p50          latency of activating on a receipt
+//   backend.register_cpu_ms.<storage> the backend's CPU time (user + system,
+//                                    both cores) per registration
+//   backend.mint_ms_p50 / _p99      latency of minting a sealed bundle (SQLite)
+//   backend.receipt_ms_p50          latency of activating on a receipt (SQLite)
 //   backend.aka_vectors_per_s       AKA quintets per second, asked for as a
-//                                    core network does: 5 per request
-//                                    (the API's maximum), on kept-alive
+//                                    core network does: 5 per request (as
+//                                    GSUP's maximum), on kept-alive
 //                                    connections, `--clients` at once
+//                                    (".postgres" appended on PostgreSQL)
+//   backend.aka_cpu_us_per_vector   the backend's CPU time per quintet
 //   backend.vectors_per_s           quintets per second, one per request
-//   backend.register_cpu_ms.sqlite  the backend's CPU time (user + system,
-//   backend.aka_cpu_us_per_vector   both cores) per registration and per
-//                                    quintet: the cost, whatever else runs
 //
 // A registration's requests run in two timed phases with the device's side
 // in between, untimed: every client asks for a token then the bundle for its
@@ -27,7 +29,7 @@
 // a new connection per request (they are many different machines); the core
 // network keeps its connections open. Prints "BENCH <name> <value> <unit>".
 //
-//   bench_backend [--short] [--clients N]
+//   backend_load [--short] [--clients N] [--storage sqlite|postgres]
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -36,23 +38,14 @@
 #include <thread>
 
 #include "backend_flows.hpp"
+#include "bench_figures.hpp"
 
 using namespace credprov;
 using namespace credprov::testing;
+using namespace credprov::bench;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-void print(const char* name, double value, const char* unit) { std::printf("BENCH %s %.6g %s\n", name, value, unit); }
-
-double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-double percentile(std::vector<double> v, double p) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
-}
 
 // Runs `work(i)` for i in [0, n) on `clients` threads; returns the wall time.
 template <typename F>
@@ -130,17 +123,30 @@ double vectors_per_s(BackendLab& lab, const std::string& core, const std::vector
 int main(int argc, char** argv) {
     int devices = 2000;
     int clients = 8;
+    std::string storage = "sqlite";
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--short") devices = 16;
-        if (a == "--clients" && i + 1 < argc) clients = std::max(1, std::atoi(argv[++i]));
-        if (a == "--help" || a == "-h") {
-            std::puts("usage: bench_backend [--short] [--clients N]\nPrints BENCH lines for credprov-backend's throughput on SQLite.");
+        else if (a == "--clients" && i + 1 < argc) clients = std::max(1, std::atoi(argv[++i]));
+        else if (a == "--storage" && i + 1 < argc) storage = argv[++i];
+        else if (a == "--help" || a == "-h") {
+            std::puts("usage: backend_load [--short] [--clients N] [--storage sqlite|postgres]\n"
+                      "Starts credprov-backend and prints BENCH lines for its registration and AKA throughput.\n"
+                      "PostgreSQL: the server named by CREDPROV_TEST_POSTGRES_URL (a database is created on it).");
             return 0;
+        } else {
+            std::fprintf(stderr, "backend_load: unknown argument '%s' (see --help)\n", a.c_str());
+            return 2;
         }
     }
+    if (storage != "sqlite" && storage != "postgres") {
+        std::fprintf(stderr, "backend_load: --storage is sqlite or postgres, not '%s'\n", storage.c_str());
+        return 2;
+    }
+    const bool sqlite = storage == "sqlite";
+    const auto name = [&](const std::string& base) { return base + "." + storage; };
     try {
-        BackendLab lab(Storage::sqlite);
+        BackendLab lab(sqlite ? Storage::sqlite : Storage::postgres);
         std::vector<std::unique_ptr<SimDevice>> sims;
         json inventory = json::array();
         for (int i = 0; i < devices; ++i) {
@@ -206,13 +212,14 @@ int main(int argc, char** argv) {
             receipt_ms.push_back(p.receipt_ms);
         }
         const double per_s = static_cast<double>(devices) / seconds(front_wall + receipt_wall);
-        print("backend.register_per_s.sqlite", per_s, "1/s");
-        print("backend.register_p99_ms.sqlite", percentile(registration_ms, 0.99), "ms");
-        print("backend.register_cpu_ms.sqlite", 1000.0 * register_cpu / devices, "ms");
-        print("backend.registrations_per_s", per_s, "1/s");
-        print("backend.mint_ms_p50", percentile(mint_ms, 0.5), "ms");
-        print("backend.mint_ms_p99", percentile(mint_ms, 0.99), "ms");
-        print("backend.receipt_ms_p50", percentile(receipt_ms, 0.5), "ms");
+        print(name("backend.register_per_s").c_str(), per_s, "1/s");
+        print(name("backend.register_p99_ms").c_str(), percentile(registration_ms, 0.99), "ms");
+        print(name("backend.register_cpu_ms").c_str(), 1000.0 * register_cpu / devices, "ms");
+        if (sqlite) {
+            print("backend.mint_ms_p50", percentile(mint_ms, 0.5), "ms");
+            print("backend.mint_ms_p99", percentile(mint_ms, 0.99), "ms");
+            print("backend.receipt_ms_p50", percentile(receipt_ms, 0.5), "ms");
+        }
 
         const std::string core = lab.token_for("core-network");
         std::vector<std::string> imsis;
@@ -225,11 +232,13 @@ int main(int argc, char** argv) {
         if (imsis.empty()) throw std::runtime_error("no active subscriber");
         const int requests = devices * 2;
         cpu_before = backend_cpu_seconds(lab);
-        print("backend.aka_vectors_per_s", vectors_per_s(lab, core, imsis, clients, requests, 5), "1/s");
-        print("backend.aka_cpu_us_per_vector", 1e6 * (backend_cpu_seconds(lab) - cpu_before) / (requests * 5.0), "us");
-        print("backend.vectors_per_s", vectors_per_s(lab, core, imsis, clients, requests, 1), "1/s");
+        const std::string suffix = sqlite ? "" : ".postgres";
+        print(("backend.aka_vectors_per_s" + suffix).c_str(), vectors_per_s(lab, core, imsis, clients, requests, 5), "1/s");
+        print(("backend.aka_cpu_us_per_vector" + suffix).c_str(),
+              1e6 * (backend_cpu_seconds(lab) - cpu_before) / (requests * 5.0), "us");
+        if (sqlite) print("backend.vectors_per_s", vectors_per_s(lab, core, imsis, clients, requests, 1), "1/s");
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "bench_backend: %s\n", e.what());
+        std::fprintf(stderr, "backend_load: %s\n", e.what());
         return 1;
     }
     return 0;
