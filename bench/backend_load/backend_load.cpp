@@ -29,7 +29,7 @@
 // a new connection per request (they are many different machines); the core
 // network keeps its connections open. Prints "BENCH <name> <value> <unit>".
 //
-//   backend_load [--short] [--clients N] [--storage sqlite|postgres]
+//   backend_load [--short] [--devices N] [--clients N] [--storage sqlite|postgres]
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -129,8 +129,9 @@ int main(int argc, char** argv) {
         if (a == "--short") devices = 16;
         else if (a == "--clients" && i + 1 < argc) clients = std::max(1, std::atoi(argv[++i]));
         else if (a == "--storage" && i + 1 < argc) storage = argv[++i];
+        else if (a == "--devices" && i + 1 < argc) devices = std::max(1, std::atoi(argv[++i]));
         else if (a == "--help" || a == "-h") {
-            std::puts("usage: backend_load [--short] [--clients N] [--storage sqlite|postgres]\n"
+            std::puts("usage: backend_load [--short] [--devices N] [--clients N] [--storage sqlite|postgres]\n"
                       "Starts credprov-backend and prints BENCH lines for its registration and AKA throughput.\n"
                       "PostgreSQL: the server named by CREDPROV_TEST_POSTGRES_URL (a database is created on it).");
             return 0;

@@ -2,7 +2,10 @@
 // the HKDF construction on top of it.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "credprov/protocol/crypto.hpp"
+#include "credprov/protocol/secret.hpp"
 
 using namespace credprov;
 
@@ -84,4 +87,23 @@ TEST_CASE("AEAD rejects a modified ciphertext, nonce or associated data") {
     CHECK_FALSE(crypto::aead_decrypt(key, nonce, as_bytes("ad"), ct).ok());
     CHECK(crypto::aead_decrypt(key, nonce, as_bytes("ad"), ByteView(ct).first(10)).error().code ==
           ErrorCode::malformed);
+}
+
+TEST_CASE("a released Secret's guarded block is wiped, then reused with nothing of its old contents") {
+    const std::uint8_t* first = nullptr;
+    {
+        Secret<24> a;
+        std::fill(a.data(), a.data() + a.size(), std::uint8_t{0xab});
+        first = a.data();
+    }
+    Secret<24> b;
+    CHECK(b.data() == first);  // the same block, its guard pages and lock kept
+    CHECK(std::all_of(b.data(), b.data() + b.size(), [](std::uint8_t x) { return x == 0; }));
+
+    // A moved-from Secret releases nothing; the pool keeps a bounded number.
+    Secret<24> c(std::move(b));
+    CHECK_FALSE(b.valid());
+    std::vector<Secret<23>> many(detail::GuardedPool<23>::kKeep + 10);
+    many.clear();
+    CHECK(detail::GuardedPool<23>::kept() == detail::GuardedPool<23>::kKeep);
 }

@@ -1,8 +1,10 @@
 // Self-wiping containers for key material.
 //
 // Secret<N>: a fixed-size secret in sodium_malloc'd guarded memory (guard
-// pages, mlock'd, wiped by sodium_free). Move-only. Use it for keys that live
-// longer than one function: identity keys, session keys, the ISK.
+// pages, mlock'd, wiped on release). Move-only. Use it for keys that live
+// longer than one function: identity keys, session keys, the ISK. Released
+// blocks are wiped and kept for reuse (GuardedPool below), so a server that
+// opens keys per request does not pay sodium_malloc's system calls each time.
 //
 // InlineSecret<N>: a movable fixed-size secret stored inline (stack or
 // enclosing object), wiped on destruction and when moved from. For per-session
@@ -26,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <mutex>
 #include <new>
 #include <span>
 #include <utility>
@@ -41,22 +44,80 @@ inline void ensure_sodium() {
     if (rc < 0) std::abort();  // no entropy source: nothing here can be safe
 }
 
+namespace detail {
+
+// Guarded blocks of N bytes, wiped when released and kept (up to kKeep) for
+// the next Secret<N>. sodium_malloc and sodium_free cost about eight system
+// calls (mmap, mprotect of the guard pages, mlock; munlock, munmap), and each
+// mprotect or munmap interrupts the other cores to flush their TLBs: in the
+// backend, which opens K and OPc per request, that was a fifth of its CPU. A
+// reused block keeps its guard pages and its lock; only zeros are kept.
+template <std::size_t N>
+class GuardedPool {
+public:
+    static std::uint8_t* acquire() {
+        GuardedPool& pool = instance();
+        {
+            std::lock_guard lock(pool.mutex_);
+            if (!pool.free_.empty()) {
+                std::uint8_t* block = pool.free_.back();
+                pool.free_.pop_back();
+                return block;
+            }
+        }
+        ensure_sodium();
+        auto* block = static_cast<std::uint8_t*>(sodium_malloc(N));
+        if (block == nullptr) throw std::bad_alloc();
+        sodium_memzero(block, N);
+        return block;
+    }
+    static void release(std::uint8_t* block) noexcept {
+        if (block == nullptr) return;
+        sodium_memzero(block, N);
+        GuardedPool& pool = instance();
+        {
+            std::lock_guard lock(pool.mutex_);
+            if (pool.free_.size() < kKeep) {
+                pool.free_.push_back(block);  // capacity reserved: never allocates
+                return;
+            }
+        }
+        sodium_free(block);
+    }
+    [[nodiscard]] static std::size_t kept() {
+        GuardedPool& pool = instance();
+        std::lock_guard lock(pool.mutex_);
+        return pool.free_.size();
+    }
+    static constexpr std::size_t kKeep = 256;
+
+private:
+    GuardedPool() { free_.reserve(kKeep); }
+    // Never destroyed: a Secret in a static may be released after this
+    // pool's destructor would have run.
+    static GuardedPool& instance() {
+        static GuardedPool* pool = new GuardedPool();
+        return *pool;
+    }
+    std::mutex mutex_;
+    std::vector<std::uint8_t*> free_;
+};
+
+}  // namespace detail
+
 template <std::size_t N>
 class Secret {
 public:
-    Secret() : p_((ensure_sodium(), static_cast<std::uint8_t*>(sodium_malloc(N)))) {
-        if (p_ == nullptr) throw std::bad_alloc();
-        sodium_memzero(p_, N);
-    }
+    Secret() : p_(detail::GuardedPool<N>::acquire()) {}
     explicit Secret(std::span<const std::uint8_t, N> src) : Secret() {
         std::copy(src.begin(), src.end(), p_);
     }
-    ~Secret() { sodium_free(p_); }
+    ~Secret() { detail::GuardedPool<N>::release(p_); }
     Secret(const Secret&) = delete;
     Secret& operator=(const Secret&) = delete;
     Secret(Secret&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
     Secret& operator=(Secret&& o) noexcept {
-        if (this != &o) { sodium_free(p_); p_ = std::exchange(o.p_, nullptr); }
+        if (this != &o) { detail::GuardedPool<N>::release(p_); p_ = std::exchange(o.p_, nullptr); }
         return *this;
     }
 
