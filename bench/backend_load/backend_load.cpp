@@ -162,6 +162,8 @@ int main(int argc, char** argv) {
         Technician tech(lab);
         std::vector<Pending> regs(static_cast<std::size_t>(devices));
         std::atomic<int> failures{0};
+        std::mutex first_error_lock;
+        std::string first_error;
 
         // Phase 1 (timed): token and sealed bundle.
         double cpu_before = backend_cpu_seconds(lab);
@@ -201,9 +203,12 @@ int main(int argc, char** argv) {
             const auto t0 = Clock::now();
             auto r = tech.submit(p.minted.body["object_id"].get<std::string>(), *p.receipt);
             p.receipt_ms = ms(Clock::now() - t0);
-            if (r.status != 200) ++failures;
+            if (r.status != 200 && failures++ == 0) {
+                std::lock_guard lock(first_error_lock);
+                first_error = "HTTP " + std::to_string(r.status) + " " + r.raw;
+            }
         });
-        if (failures > 0) throw std::runtime_error(std::to_string(failures.load()) + " receipts failed");
+        if (failures > 0) throw std::runtime_error(std::to_string(failures.load()) + " receipts failed, the first: " + first_error);
         register_cpu += backend_cpu_seconds(lab) - cpu_before;
 
         std::vector<double> registration_ms, mint_ms, receipt_ms;

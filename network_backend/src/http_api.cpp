@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
@@ -27,6 +28,12 @@ struct Route {
     RouteInfo info;
     Handler handler;
 };
+
+// Requests one kept-alive connection may carry before the server closes it
+// (httplib's default is 5). An open connection holds a worker thread while
+// it waits for its next request, so a client beyond [server] threads waits
+// for a turn: closing after 100 requests gives it one soon enough.
+constexpr std::size_t kKeepAliveRequests = 100;
 
 constexpr Role kAdmin = Role::admin;
 constexpr Role kAuditor = Role::auditor;
@@ -213,6 +220,7 @@ struct ApiServer::Impl {
     RateLimiter per_identity;
     RateLimiter per_address;
     std::vector<Route> routes;
+    int listen_fd{-1};  // the listening socket, seen while httplib creates it
 
     Impl(Service& s, Metrics& m, std::shared_ptr<spdlog::logger> l)
         : service(s), metrics(m), log(std::move(l)),
@@ -373,6 +381,18 @@ Status ApiServer::bind() {
     // algorithm a kept-alive client's delayed ACK holds the body back 40 ms.
     s.set_tcp_nodelay(true);
     s.new_task_queue = [n = cfg.threads] { return new httplib::ThreadPool(n); };
+    // A core network keeps its connections open; every reconnection costs
+    // a handshake.
+    s.set_keep_alive_max_count(kKeepAliveRequests);
+    // httplib listens with a backlog of 5: a burst of new connections (a
+    // fleet of provisioners after an outage) overflows it, their SYNs are
+    // dropped and retried a second later. Keep the listening socket to
+    // widen its backlog once bound (listen() again only resizes the queue).
+    s.set_socket_options([impl = impl_.get()](int fd) {
+        const int one = 1;
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        impl->listen_fd = fd;
+    });
     Impl* impl = impl_.get();
     for (const Route& route : impl->routes) {
         const Route* rp = &route;
@@ -413,6 +433,7 @@ Status ApiServer::bind() {
         return make_error(ErrorCode::io, "cannot listen on " + cfg.listen + ":" + std::to_string(cfg.port) +
                                              " (address in use, or not an address of this host)");
     }
+    if (impl_->listen_fd >= 0) ::listen(impl_->listen_fd, SOMAXCONN);
     port_ = port;
     return {};
 }

@@ -258,7 +258,7 @@ private:
     }
     void write_config() {
         std::ofstream out(config);
-        out << "[server]\nlisten = \"127.0.0.1\"\nport = 0\nallow_plain_http = true\nthreads = 8\n"
+        out << "[server]\nlisten = \"127.0.0.1\"\nport = 0\nallow_plain_http = true\nthreads = 32\n"
             << "max_body_bytes = " << options_.max_body_bytes << "\n"
             << "[storage]\ndatabase = \"" << database_url << "\"\n"
             << "[operator]\nname = \"Lab Operator\"\n"

@@ -20,7 +20,7 @@ struct BackendConfig {
     std::filesystem::path tls_private_key;
     bool allow_plain_http{false};
     std::size_t max_body_bytes{64 * 1024};
-    std::size_t threads{8};
+    std::size_t threads{32};
     // [storage]
     std::string database{"sqlite:backend.db"};
     std::size_t pool_size{4};
