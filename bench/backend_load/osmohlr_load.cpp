@@ -50,6 +50,7 @@ extern "C" {
 #include <osmocom/core/msgb.h>
 #include <osmocom/core/select.h>
 #include <osmocom/core/talloc.h>
+#include <osmocom/core/timer.h>
 #include <osmocom/gsm/gsup.h>
 #include <osmocom/gsm/protocol/ipaccess.h>
 #include <osmocom/gsupclient/gsup_client.h>
@@ -294,14 +295,33 @@ double aka_vectors_per_s(const std::string& host, const std::vector<std::string>
     const auto connect_end = Clock::now() + std::chrono::seconds(20);
     while (run.connected < clients && Clock::now() < connect_end) osmo_select_main(0);
     if (run.connected < clients) throw std::runtime_error("GSUP clients did not connect to osmo-hlr");
+    // "Up" means TCP is connected; osmo-hlr learns a client's name (and so
+    // where to send its answers) from the IPA identity exchange that follows.
+    // A request before it is dropped ("GSUP client ... not found").
+    // A timer wakes the (blocking) select loop every 100 ms, so that the
+    // waits below end on time.
+    osmo_timer_list tick{};
+    osmo_timer_setup(
+        &tick, [](void* t) { osmo_timer_schedule(static_cast<osmo_timer_list*>(t), 0, 100000); }, &tick);
+    osmo_timer_schedule(&tick, 0, 100000);
+    const auto settle = Clock::now() + std::chrono::seconds(1);
+    while (Clock::now() < settle) osmo_select_main(0);
     const auto t0 = Clock::now();
     for (auto& c : cs) send_next(c);
-    const auto end = Clock::now() + std::chrono::seconds(300);
-    while (run.answered < requests && Clock::now() < end) osmo_select_main(0);
+    int seen = 0;
+    auto progress = Clock::now();
+    while (run.answered < requests && Clock::now() - progress < std::chrono::seconds(10)) {
+        osmo_select_main(0);
+        if (run.answered != seen) seen = run.answered, progress = Clock::now();
+    }
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    osmo_timer_del(&tick);
     for (auto& c : cs) osmo_gsup_client_destroy(c.gsup);
     talloc_free(ctx);
-    if (run.answered < requests) throw std::runtime_error("osmo-hlr did not answer every vector request");
+    if (run.answered < requests) {
+        throw std::runtime_error("osmo-hlr stopped answering vector requests (" + std::to_string(run.answered) + " of " +
+                                 std::to_string(requests) + " answered; nothing for 10 s)");
+    }
     if (run.errors > 0) throw std::runtime_error(std::to_string(run.errors) + " vector requests failed");
     return static_cast<double>(run.vectors) / s;
 }
