@@ -399,7 +399,10 @@ Result<std::vector<std::string>> OsmoHlrConnector::list() {
         const std::size_t nl = text.find('\n', at);
         const std::string line = text.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
         at = nl == std::string::npos ? text.size() : nl + 1;
-        if (line.starts_with("%")) return make_error(ErrorCode::io, "osmo-hlr's VTY: " + osmo_ctrl::printable_reason(line));
+        // An empty HLR answers "% No matching subscriber(s)"; any other "%" line is an error.
+        if (line.starts_with("%") && line.find("No matching subscriber") == std::string::npos) {
+            return make_error(ErrorCode::io, "osmo-hlr's VTY: " + osmo_ctrl::printable_reason(line));
+        }
         // "ID  MSISDN  IMSI  IMEI  NAM": rows start with the numeric id.
         std::vector<std::string_view> cols;
         std::string_view rest(line);

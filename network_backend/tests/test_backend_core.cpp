@@ -73,7 +73,7 @@ TEST_CASE("host:port parsing for the core's addresses") {
 
 TEST_CASE("osmo-hlr CTRL codec: frames as osmo-hlr 1.5.0 sends them") {
     const auto get = osmo_ctrl::encode_get(4, "subscriber.by-imsi-001010000000001.aud3g");
-    const std::string expect_get = std::string("\x00\x2e\xee\x00", 4) + "GET 4 subscriber.by-imsi-001010000000001.aud3g";
+    const std::string expect_get = std::string("\x00\x2f\xee\x00", 4) + "GET 4 subscriber.by-imsi-001010000000001.aud3g";
     CHECK(std::string(reinterpret_cast<const char*>(get.data()), get.size()) == expect_get);
     const std::string value = "001010000000001";
     const auto set = osmo_ctrl::encode_set(1, "subscriber.create", std::span<const char>(value.data(), value.size()));
@@ -82,7 +82,8 @@ TEST_CASE("osmo-hlr CTRL codec: frames as osmo-hlr 1.5.0 sends them") {
     CHECK(h->payload_bytes == set.size() - 3);
     CHECK(h->proto == 0xee);
 
-    auto r = osmo_ctrl::decode_payload(bytes(std::string("\x00", 1) + "SET_REPLY 1 subscriber.create 1"));
+    const std::string set_reply = std::string("\x00", 1) + "SET_REPLY 1 subscriber.create 1";
+    auto r = osmo_ctrl::decode_payload(bytes(set_reply));
     REQUIRE(r.ok());
     CHECK(r->verb == osmo_ctrl::Verb::set_reply);
     CHECK(r->id == 1);
@@ -96,13 +97,14 @@ TEST_CASE("osmo-hlr CTRL codec: frames as osmo-hlr 1.5.0 sends them") {
     CHECK(r->verb == osmo_ctrl::Verb::get_reply);
     CHECK(r->value.starts_with("\nid\t1\nimsi\t001010000000001"));
 
-    r = osmo_ctrl::decode_payload(bytes(std::string("\x00", 1) + "ERROR 2 Subscriber already exists."));
+    const std::string error = std::string("\x00", 1) + "ERROR 2 Subscriber already exists.";
+    r = osmo_ctrl::decode_payload(bytes(error));
     REQUIRE(r.ok());
     CHECK(r->verb == osmo_ctrl::Verb::error);
     CHECK(r->value == "Subscriber already exists.");
     CHECK(osmo_ctrl::printable_reason("bad\x01\nreason") == "bad??reason");
 
-    for (const std::string bad : {std::string(), std::string("\x01GET_REPLY 1 a b"), std::string("\x00", 1) + "GET 1 a",
+    for (const std::string& bad : {std::string(), std::string("\x01GET_REPLY 1 a b"), std::string("\x00", 1) + "GET 1 a",
                                   std::string("\x00", 1) + "SET_REPLY x a b", std::string("\x00", 1) + "SET_REPLY 99999999999 a b",
                                   std::string("\x00", 1) + "SET_REPLY 1", std::string("\x00", 1) + "SET_REPLY 1 a\tb c"}) {
         CHECK_FALSE(osmo_ctrl::decode_payload(bytes(bad)).ok());
