@@ -120,7 +120,7 @@ BACKEND_TEST_WITH(core_mirror, "core: an activation reaches osmo-hlr with the de
     CHECK(read_file(lab.log).find(to_hex(ByteView(field_dev.host.k.data(), 16))) == std::string::npos);
 }
 
-BACKEND_TEST_WITH(core_hlr_killed, "core: osmo-hlr killed during a stream of activations; both converge after its restart",
+BACKEND_TEST_WITH(core_hlr_killed, "core: osmo-hlr killed during a stream of activations, both converge after its restart",
                   core_options()) {
     OsmoHlr hlr(core_address(lab));
     Technician tech(lab);
@@ -167,7 +167,7 @@ BACKEND_TEST_WITH(core_backend_killed, "core: the backend killed with changes qu
     }
 }
 
-BACKEND_TEST_WITH(core_reconcile, "core: reconciliation reports missing, extra and different subscribers; --repair fixes them",
+BACKEND_TEST_WITH(core_reconcile, "core: reconciliation reports missing, extra and different subscribers, --repair fixes them",
                   core_options()) {
     OsmoHlr hlr(core_address(lab));
     Technician tech(lab);
@@ -220,7 +220,7 @@ BACKEND_TEST(core_absent, "core: without [core] no outbox rows are written and r
     CHECK(r.exit_code == 2);
 }
 
-BACKEND_TEST_WITH(core_two_nodes, "core: two backend nodes share the outbox; each IMSI's activation and deprovisioning arrive in order",
+BACKEND_TEST_WITH(core_two_nodes, "core: two backend nodes share the outbox, each IMSI's activation and deprovisioning arrive in order",
                   core_options()) {
     OsmoHlr hlr(core_address(lab));
     // A second node on the same database and configuration.
