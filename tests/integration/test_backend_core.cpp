@@ -16,11 +16,11 @@ namespace {
 
 // [core] for a lab whose osmo-hlr listens on a loopback address of its own.
 // Short back-off so a restarted osmo-hlr is found again quickly.
-LabOptions core_options() {
+LabOptions core_options(const std::string& more = {}) {
     const std::string address = random_loopback_address();
     LabOptions o;
     o.extra_toml = "[core]\nkind = \"osmo-hlr\"\nctrl = \"" + address + ":4259\"\nvty = \"" + address +
-                   ":4258\"\ntimeout_ms = 2000\nretry_max_s = 1\nlease_s = 10\n";
+                   ":4258\"\ntimeout_ms = 2000\nretry_max_s = 1\nlease_s = 10\n" + more;
     return o;
 }
 
@@ -252,4 +252,22 @@ BACKEND_TEST_WITH(core_two_nodes, "core: two backend nodes share the outbox, eac
     if (read_file(second_log).find("core outbox delivered") == std::string::npos) {
         MESSAGE("the second node delivered nothing this time");
     }
+}
+
+BACKEND_TEST_WITH(core_auto_reconcile, "core: with reconcile_interval_s, serve restores a wiped osmo-hlr by itself",
+                  core_options("reconcile_interval_s = 1\n")) {
+    OsmoHlr hlr(core_address(lab));
+    Technician tech(lab);
+    auto a = provision(lab, tech);
+    auto b = provision(lab, tech);
+    REQUIRE(outbox_drained(lab));
+    hlr.kill();
+    hlr.wipe();
+    hlr.start();
+    REQUIRE(hlr.set("subscriber.create", "001010888888888")->starts_with("SET_REPLY"));  // an extra one in range
+    CHECK(eventually([&] {
+        return hlr.aud3g(a.imsi) == expected_aud3g(*a.device) && hlr.aud3g(b.imsi) == expected_aud3g(*b.device) &&
+               hlr.aud3g("001010888888888") == std::optional<std::string>("absent");
+    }));
+    CHECK(read_file(lab.log).find("core drift repaired") != std::string::npos);
 }
