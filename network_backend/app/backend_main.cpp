@@ -218,6 +218,8 @@ int serve(const std::string& config_path, const std::string& listen_override, in
     Metrics metrics;
     Service service(cfg, *db, load_keyring(cfg), std::move(*data), metrics);
     load_op(service, cfg);
+    // Before any thread starts: a bad [core] or an old schema ends here.
+    auto core = open_core(cfg, *db);
     ApiServer server(service, metrics, log);
     if (auto st = server.bind(); !st) throw Failure{kConfig, st.error().message};
 
@@ -252,7 +254,6 @@ int serve(const std::string& config_path, const std::string& listen_override, in
     });
     // The core outbox worker: delivers queued changes, backs off per row,
     // and (core.reconcile_interval_s) repairs drift now and then.
-    auto core = open_core(cfg, *db);
     std::thread core_worker;
     if (core) {
         core_worker = std::thread([&] {
