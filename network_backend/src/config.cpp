@@ -123,9 +123,9 @@ Result<BackendConfig> parse_backend_config(std::string_view text, std::string_vi
                 return bad(origin, *n, key, "must be HOST:PORT, e.g. \"127.0.0.1:4259\" or \"[::1]:4259\"");
             }
         }
-        if (c.core_lease_s * 1000 < c.core_timeout_ms * 4) {
-            return bad(origin, *t, "lease_s", "must be at least four request timeouts (timeout_ms), or a slow delivery "
-                                              "could be claimed twice");
+        if (c.core_lease_s * 1000 < c.core_timeout_ms * 10) {
+            return bad(origin, *t, "lease_s", "must be at least ten request timeouts (timeout_ms), or a slow delivery "
+                                              "could be taken over by another node while it still runs");
         }
     }
     if (const toml::table* t = root["log"].as_table()) {

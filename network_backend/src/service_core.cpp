@@ -98,9 +98,12 @@ Result<Service::CoreDelivery> Service::deliver_core_outbox(CoreConnector& core, 
 
     for (std::size_t i = 0; i < claimed.size(); ++i) {
         const Claimed& row = claimed[i];
-        // Half the lease spent: give the rest back rather than risk another
-        // node taking a row over while we still deliver it.
-        if (std::chrono::steady_clock::now() - claimed_at > std::chrono::seconds(lease / 2)) {
+        // A delivery starts only with at least five request timeouts of
+        // lease left (one upsert is at most four requests); otherwise the
+        // rest goes back, rather than risk another node taking a row over
+        // while we still deliver it (which could reorder an IMSI's changes).
+        const auto lease_left = std::chrono::seconds(lease) - (std::chrono::steady_clock::now() - claimed_at);
+        if (lease_left < std::chrono::milliseconds(5 * config_.core_timeout_ms)) {
             (void)db_.transact([&](Connection& conn) -> Status {
                 for (std::size_t j = i; j < claimed.size(); ++j) {
                     auto upd = conn.exec("UPDATE core_outbox SET lease_owner = NULL, lease_until = NULL WHERE seq = ? AND "

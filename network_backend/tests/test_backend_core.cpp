@@ -50,7 +50,7 @@ TEST_CASE("config: [core] section for osmo-hlr, defaults and errors with file, l
                          Bad{"[core]\nkind = \"osmo-hlr\"\nvty = \"host:99999\"\n", "b.toml:5: vty: must be HOST:PORT"},
                          Bad{"[core]\nkind = \"osmo-hlr\"\ntimeout_ms = 5\n", "b.toml:5: timeout_ms: must be an integer from 100"},
                          Bad{"[core]\nkind = \"osmo-hlr\"\nport = 4259\n", "port"},
-                         Bad{"[core]\nkind = \"osmo-hlr\"\ntimeout_ms = 60000\nlease_s = 60\n", "lease_s: must be at least four"}}) {
+                         Bad{"[core]\nkind = \"osmo-hlr\"\ntimeout_ms = 10000\nlease_s = 60\n", "lease_s: must be at least ten"}}) {
         auto r = parse_backend_config(std::string(kBase) + b.text, "b.toml", "/");
         REQUIRE_FALSE(r.ok());
         CHECK_MESSAGE(r.error().message.find(b.expect) != std::string::npos, r.error().message);

@@ -20,7 +20,7 @@ LabOptions core_options(const std::string& more = {}) {
     const std::string address = random_loopback_address();
     LabOptions o;
     o.extra_toml = "[core]\nkind = \"osmo-hlr\"\nctrl = \"" + address + ":4259\"\nvty = \"" + address +
-                   ":4258\"\ntimeout_ms = 2000\nretry_max_s = 1\nlease_s = 10\n" + more;
+                   ":4258\"\ntimeout_ms = 1500\nretry_max_s = 1\nlease_s = 15\n" + more;
     return o;
 }
 
