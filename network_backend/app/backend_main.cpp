@@ -5,14 +5,17 @@
 //   credprov-backend root create|certify        the provisioning root (may stay offline)
 //   credprov-backend [-c FILE] operator ...     export-public, import-certificate, rotate
 //   credprov-backend [-c FILE] admin-token|enrolment-token|provisioner|manufacturer|inventory|subscriber|device|audit ...
+//   credprov-backend [-c FILE] core status|reconcile [--repair] [--json]   the core-network connector (osmo-hlr)
 //
 // Exit codes: 0 success, 1 usage, 2 configuration, 3 storage, 4 keys,
-// 5 refused by the service (the problem is printed), 6 audit chain broken.
+// 5 refused by the service (the problem is printed), 6 audit chain broken,
+// 7 drift between the backend and the core, 8 the core cannot be reached.
 // Never prints or logs K, OPc, OP, private keys or passphrases; the one
 // secret it prints is a new admin token, once, on request.
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdlib>
@@ -27,6 +30,7 @@
 
 #include "credprov/backend/audit.hpp"
 #include "credprov/backend/config.hpp"
+#include "credprov/backend/core_connector.hpp"
 #include "credprov/backend/database.hpp"
 #include "credprov/backend/encoding.hpp"
 #include "credprov/backend/http_api.hpp"
@@ -39,7 +43,9 @@ namespace {
 using namespace credprov;
 using namespace credprov::backend;
 
-enum Exit : int { kOk = 0, kUsage = 1, kConfig = 2, kStorage = 3, kKeys = 4, kRefused = 5, kAuditBroken = 6 };
+enum Exit : int {
+    kOk = 0, kUsage = 1, kConfig = 2, kStorage = 3, kKeys = 4, kRefused = 5, kAuditBroken = 6, kCoreDrift = 7, kCoreDown = 8
+};
 
 struct Failure {
     int code;
@@ -156,6 +162,29 @@ struct Local {
     }
 };
 
+// The configured core connector, or nullptr without [core]. Needs schema 4
+// (the outbox): an older database must be migrated first.
+std::unique_ptr<CoreConnector> open_core(const BackendConfig& cfg, Database& db) {
+    auto core = make_core_connector(cfg);
+    if (!core) throw Failure{kConfig, core.error().message};
+    if (!*core) return nullptr;
+    auto v = db.schema_version();
+    if (!v || *v < 4) {
+        throw Failure{kStorage, "[core] needs the core outbox (schema version 4): run 'credprov-backend migrate' first"};
+    }
+    Metrics::describe("credprov_core_deliveries_total", "Core outbox rows handled, by outcome (delivered, superseded, failed).");
+    return std::move(*core);
+}
+
+// This process's name on the outbox leases: host, pid and a random part.
+std::string node_name() {
+    char host[256] = {};
+    (void)gethostname(host, sizeof(host) - 1);
+    std::uint8_t r[4];
+    randombytes_buf(r, sizeof(r));
+    return std::string(host) + ":" + std::to_string(getpid()) + ":" + to_hex(ByteView(r, sizeof(r)));
+}
+
 int print_reply(const Reply& r) {
     if (r.ok()) {
         std::cout << r.body.dump(2) << "\n";
@@ -189,6 +218,8 @@ int serve(const std::string& config_path, const std::string& listen_override, in
     Metrics metrics;
     Service service(cfg, *db, load_keyring(cfg), std::move(*data), metrics);
     load_op(service, cfg);
+    // Before any thread starts: a bad [core] or an old schema ends here.
+    auto core = open_core(cfg, *db);
     ApiServer server(service, metrics, log);
     if (auto st = server.bind(); !st) throw Failure{kConfig, st.error().message};
 
@@ -221,6 +252,50 @@ int serve(const std::string& config_path, const std::string& listen_override, in
             }
         }
     });
+    // The core outbox worker: delivers queued changes, backs off per row,
+    // and (core.reconcile_interval_s) repairs drift now and then.
+    std::thread core_worker;
+    if (core) {
+        core_worker = std::thread([&] {
+            const std::string node = node_name();
+            Caller system;
+            system.kind = Caller::Kind::local;
+            system.id = "core-reconciler";
+            auto last_reconcile = std::chrono::steady_clock::now();
+            std::string last_error;
+            log->info(json{{"msg", "core connector"}, {"kind", std::string(core->kind())}, {"endpoint", core->endpoint()},
+                           {"node", node}}.dump());
+            while (!stopping) {
+                auto d = service.deliver_core_outbox(*core, node);
+                if (!d) {
+                    log->error(json{{"msg", "core outbox failed"}, {"cause", d.error().message}}.dump());
+                } else {
+                    if (d->delivered + d->superseded > 0) {
+                        log->info(json{{"msg", "core outbox delivered"}, {"delivered", d->delivered},
+                                       {"superseded", d->superseded}}.dump());
+                    }
+                    // One line per new kind of failure, not one per retry.
+                    if (d->failed > 0 && d->last_error != last_error) {
+                        log->warn(json{{"msg", "core delivery failed; will retry"}, {"cause", d->last_error}}.dump());
+                    }
+                    if (d->failed > 0) last_error = d->last_error;
+                    else if (d->delivered > 0) last_error.clear();
+                }
+                const bool busy = d && d->delivered + d->superseded > 0;
+                if (cfg.core_reconcile_interval_s > 0 &&
+                    std::chrono::steady_clock::now() - last_reconcile > std::chrono::seconds(cfg.core_reconcile_interval_s)) {
+                    last_reconcile = std::chrono::steady_clock::now();
+                    auto r = service.core_reconcile(system, *core, true, node);
+                    if (!r) log->warn(json{{"msg", "core reconciliation failed"}, {"cause", r.error().message}}.dump());
+                    else if (r->contains("repair")) {
+                        log->warn(json{{"msg", "core drift repaired"}, {"queued", (*r)["repair"]["queued"]},
+                                       {"drift_left", (*r)["drift"]}}.dump());
+                    }
+                }
+                for (int i = 0; i < (busy ? 0 : 4) && !stopping; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            }
+        });
+    }
     log->info(json{{"msg", "listening"},
                    {"address", cfg.listen},
                    {"port", server.port()},
@@ -237,6 +312,7 @@ int serve(const std::string& config_path, const std::string& listen_override, in
         signals.join();
     }
     sweeper.join();
+    if (core_worker.joinable()) core_worker.join();
     return ok ? kOk : kStorage;
 }
 
@@ -416,6 +492,16 @@ int main(int argc, char** argv) {
     std::string audit_out;
     audit_export->add_option("--out", audit_out, "file to write (default: standard output)");
 
+    auto* core_cmd = app.add_subcommand("core", "the core-network connector ([core] in the configuration; decision 0011)");
+    core_cmd->require_subcommand(1);
+    auto* core_status = core_cmd->add_subcommand("status", "outbox depth, failing rows and the oldest pending change");
+    auto* core_reconcile = core_cmd->add_subcommand(
+        "reconcile", "compare active subscribers with the core (missing, extra, different keys); exit 7 on drift");
+    bool core_repair = false, core_json = false;
+    core_reconcile->add_flag("--repair", core_repair,
+                             "queue the fixes in the outbox and deliver them now; exit 0 once no drift is left");
+    core_reconcile->add_flag("--json", core_json, "print the report as JSON (IMSIs only, never keys)");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -551,6 +637,44 @@ int main(int argc, char** argv) {
         }
         if (*dev_show) return print_reply(s.get_device(me, dev_id));
         if (*dev_deprov) return print_reply(s.deprovision_device(me, dev_id, {{"reason", dev_reason}}));
+        if (*core_status) {
+            auto r = s.core_status();
+            if (!r) throw Failure{kStorage, r.error().message};
+            std::cout << r->dump(2) << "\n";
+            return kOk;
+        }
+        if (*core_reconcile) {
+            auto core = open_core(local.cfg, *local.db);
+            if (!core) throw Failure{kConfig, "no [core] section in " + config_path + ": there is nothing to reconcile with"};
+            auto r = s.core_reconcile(me, *core, core_repair, node_name());
+            if (!r) {
+                std::cerr << "credprov-backend: " << r.error().message << "\n";
+                return r.error().code == ErrorCode::storage ? kStorage : kCoreDown;
+            }
+            if (core_json) {
+                std::cout << r->dump(2) << "\n";
+            } else {
+                const json& j = *r;
+                std::cout << j["core"].get<std::string>() << " (" << j["endpoint"].get<std::string>() << "): "
+                          << j["active"] << " active subscribers, " << j["core_subscribers"] << " in the core ("
+                          << j["foreign"] << " not managed by credprov), " << j["in_flight"].size() << " with changes in flight\n";
+                for (const auto& i : j["missing"]) std::cout << "missing   " << i.get<std::string>() << "\n";
+                for (const auto& i : j["extra"]) std::cout << "extra     " << i.get<std::string>() << "\n";
+                for (const auto& d : j["different"]) {
+                    std::cout << "different " << d["imsi"].get<std::string>() << ": " << d["what"].get<std::string>() << "\n";
+                }
+                if (j.contains("repair")) {
+                    std::cout << "repair: " << j["repair"]["queued"] << " changes queued and delivered; "
+                              << (j["drift"].get<bool>() ? "drift remains" : "no drift left") << "\n";
+                    if (j["repair"].contains("last_error")) {
+                        std::cout << "last delivery error: " << j["repair"]["last_error"].get<std::string>() << "\n";
+                    }
+                } else if (!j["drift"].get<bool>()) {
+                    std::cout << "no drift\n";
+                }
+            }
+            return (*r)["drift"].get<bool>() ? kCoreDrift : kOk;
+        }
         if (*audit_verify) {
             const Reply r = s.audit_verify(me);
             (void)print_reply(r);

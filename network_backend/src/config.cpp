@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "credprov/backend/core_connector.hpp"
 #include "credprov/common/toml_fields.hpp"
 #include "credprov/protocol/identifiers.hpp"
 
@@ -26,7 +27,7 @@ Result<BackendConfig> parse_backend_config(std::string_view text, std::string_vi
     const toml::table& root = *parsed;
     BackendConfig c;
     c.base_dir = base_dir;
-    if (auto s = check_known(root, origin, {"server", "storage", "operator", "subscribers", "limits", "log"}, "top level"); !s) {
+    if (auto s = check_known(root, origin, {"server", "storage", "operator", "subscribers", "limits", "core", "log"}, "top level"); !s) {
         return s.error();
     }
     std::string path;
@@ -96,6 +97,36 @@ Result<BackendConfig> parse_backend_config(std::string_view text, std::string_vi
         if (s) s = read_uint(*t, origin, "rate_burst", c.rate_burst, 1, 100000);
         if (s) s = read_uint(*t, origin, "clock_skew_s", c.clock_skew_s, 10, 3600);
         if (!s) return s.error();
+    }
+    if (const toml::table* t = root["core"].as_table()) {
+        if (auto s = check_known(*t, origin, {"kind", "ctrl", "vty", "timeout_ms", "retry_max_s", "lease_s",
+                                              "reconcile_interval_s"}, "core"); !s) return s.error();
+        Status s = read_string(*t, origin, "kind", c.core_kind);
+        if (s) s = read_string(*t, origin, "ctrl", c.core_ctrl);
+        if (s) s = read_string(*t, origin, "vty", c.core_vty);
+        if (s) s = read_uint(*t, origin, "timeout_ms", c.core_timeout_ms, 100, 120000);
+        if (s) s = read_uint(*t, origin, "retry_max_s", c.core_retry_max_s, 1, 86400);
+        if (s) s = read_uint(*t, origin, "lease_s", c.core_lease_s, 5, 3600);
+        if (s) s = read_uint(*t, origin, "reconcile_interval_s", c.core_reconcile_interval_s, 0, 7 * 86400);
+        if (!s) return s.error();
+        // Known kinds; a new connector adds its name here and in make_core_connector().
+        if (c.core_kind != "osmo-hlr") {
+            const toml::node* kind = t->get("kind");
+            return bad(origin, kind != nullptr ? *kind : static_cast<const toml::node&>(*t), "kind",
+                       "must be \"osmo-hlr\" (the only core connector so far)");
+        }
+        std::string host;
+        std::uint16_t port = 0;
+        for (const char* key : {"ctrl", "vty"}) {
+            if (const toml::node* n = t->get(key); n != nullptr &&
+                !parse_host_port(std::string_view(key) == "ctrl" ? c.core_ctrl : c.core_vty, host, port)) {
+                return bad(origin, *n, key, "must be HOST:PORT, e.g. \"127.0.0.1:4259\" or \"[::1]:4259\"");
+            }
+        }
+        if (c.core_lease_s * 1000 < c.core_timeout_ms * 10) {
+            return bad(origin, *t, "lease_s", "must be at least ten request timeouts (timeout_ms), or a slow delivery "
+                                              "could be taken over by another node while it still runs");
+        }
     }
     if (const toml::table* t = root["log"].as_table()) {
         if (auto s = check_known(*t, origin, {"level", "format"}, "log"); !s) return s.error();

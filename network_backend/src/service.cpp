@@ -376,7 +376,9 @@ std::vector<Metrics::Gauge> Service::gauges() {
         }
         return {};
     });
-    return {subs, field};
+    std::vector<Metrics::Gauge> out{subs, field};
+    core_gauges(out);
+    return out;
 }
 
 Result<std::int64_t> Service::sweep() {

@@ -441,6 +441,7 @@ Reply Service::submit_receipt(const Caller& c, const json& body) {
             if (auto au = audit(conn, c, "subscriber.activate", target, "ok", "field receipt from device " + v->id.to_string()); !au) {
                 return au;
             }
+            if (auto q = enqueue_core(conn, imsi, "upsert", "activate"); !q) return q;
             outcome = Outcome::activated;
             result = {{"imsi", imsi}, {"state", "active"}, {"mode", "field"}, {"device_id", v->id.to_string()}};
             return {};
@@ -493,6 +494,7 @@ Reply Service::submit_receipt(const Caller& c, const json& body) {
                              {to_hex(keys_.current.sign.public_key), s.str(1)});
         if (!own) return own.error();
         if (auto au = audit(conn, c, "subscriber.activate", target, "ok", "sealed receipt for bundle " + oid); !au) return au;
+        if (auto q = enqueue_core(conn, imsi, "upsert", "activate"); !q) return q;
         outcome = Outcome::activated;
         result = {{"imsi", imsi}, {"state", "active"}, {"mode", "sealed"}, {"device_id", s.str(1)}};
         return {};
@@ -700,6 +702,7 @@ Reply Service::deprovision_device(const Caller& c, const std::string& raw_id, co
             if (!upd) return upd.error();
             imsis.push_back(r.str(0));
             if (auto au = audit(conn, c, "subscriber.deprovision", "imsi:" + r.str(0), "ok", *reason); !au) return au;
+            if (auto q = enqueue_core(conn, r.str(0), "remove", "deprovision"); !q) return q;
         }
         auto upd = conn.exec("UPDATE devices SET owner_counter = ?, notice = ? WHERE device_id = ?",
                              {static_cast<std::int64_t>(cmd.counter), notice, device_id});

@@ -49,6 +49,15 @@ struct BackendConfig {
     std::uint64_t rate_per_second{50};
     std::uint64_t rate_burst{100};
     std::uint64_t clock_skew_s{300};  // accepted age of a signed provisioner request
+    // [core]: the core-network connector (decision 0011). No section: no
+    // connector and no outbox rows.
+    std::string core_kind;                          // "osmo-hlr"; empty = none
+    std::string core_ctrl{"127.0.0.1:4259"};        // osmo-hlr CTRL interface
+    std::string core_vty{"127.0.0.1:4258"};         // osmo-hlr VTY (listing, for reconciliation)
+    std::uint64_t core_timeout_ms{5000};            // per request
+    std::uint64_t core_retry_max_s{300};            // cap of the exponential back-off between attempts
+    std::uint64_t core_lease_s{60};                 // a claimed outbox row is retried by any node after this
+    std::uint64_t core_reconcile_interval_s{0};     // serve repairs drift this often; 0 = only on command
     // [log]
     std::string log_level{"info"};
     std::string log_format{"json"};  // json | text

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "credprov/backend/config.hpp"
+#include "credprov/backend/core_connector.hpp"
 #include "credprov/backend/database.hpp"
 #include "credprov/backend/keys.hpp"
 #include "credprov/backend/metrics.hpp"
@@ -149,6 +150,24 @@ public:
     // past their time. Returns how many subscribers expired.
     [[nodiscard]] Result<std::int64_t> sweep();
 
+    // ---- core network (decision 0011) -------------------------------------------
+    // Delivers due rows of the core outbox through `core`: claims up to
+    // `max_rows` with a lease in the name of `node`, oldest first and only
+    // the oldest pending row of each IMSI, decrypts keys at delivery time,
+    // marks rows done or schedules a retry with capped exponential back-off.
+    struct CoreDelivery {
+        std::int64_t delivered{0}, superseded{0}, failed{0};
+        std::string last_error;  // of the last failure; never a key
+    };
+    [[nodiscard]] Result<CoreDelivery> deliver_core_outbox(CoreConnector& core, const std::string& node,
+                                                           std::size_t max_rows = 32);
+    // Outbox depth, failing rows, oldest pending age.
+    [[nodiscard]] Result<json> core_status();
+    // Compares active subscribers with the core's view; with `repair`,
+    // queues the fixes in the outbox (re-checked in one transaction) and
+    // delivers them before returning. Keys are compared, never shown.
+    [[nodiscard]] Result<json> core_reconcile(const Caller& c, CoreConnector& core, bool repair, const std::string& node);
+
     [[nodiscard]] std::uint64_t now() const { return clock_(); }
     [[nodiscard]] const BackendConfig& config() const noexcept { return config_; }
 
@@ -159,6 +178,11 @@ private:
                  std::string_view outcome, const std::string& detail = {});
     Reply storage_failure(const Error& e);
     Result<std::string> allocate_imsi(Connection& conn);
+    // Queues a change for the core connector in the caller's transaction;
+    // does nothing when no [core] is configured. op: "upsert" or "remove".
+    Status enqueue_core(Connection& conn, const std::string& imsi, std::string_view op, std::string_view reason);
+    Result<json> core_drift(CoreConnector& core);
+    void core_gauges(std::vector<Metrics::Gauge>& out);
     Result<SubscriberKeys> new_subscriber_keys() const;
     struct Vouched;
     struct ClaimedDevice;
