@@ -17,32 +17,25 @@
 //                               credprov's API), `--clients` connections,
 //                               one request each in flight
 //
-// osmo-hlr listens on a loopback address of its own (127.0.0.x; its GSUP
-// port is fixed at 4222), so a test or another osmo-hlr on the machine does
-// not collide. Prints "BENCH <name> <value> <unit>".
+// osmo-hlr is the tests' (tests/integration/osmo_hlr_lab.hpp), quiet, on a
+// loopback address of its own (127.a.b.c: its ports are fixed in 1.5), so a
+// test or another osmo-hlr on the machine does not collide. Prints "BENCH <name> <value> <unit>".
 //
-//   osmohlr_load [--short] [--clients N] [--osmo-hlr PATH]
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
+//   osmohlr_load [--short] [--clients N]
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "agent_process.hpp"
 #include "bench_figures.hpp"
+#include "osmo_hlr_lab.hpp"
 
 extern "C" {
 #include <osmocom/core/application.h>
@@ -57,148 +50,23 @@ extern "C" {
 }
 
 using namespace credprov::bench;
-using credprov::testing::AgentProcess;
+using credprov::testing::CtrlSession;
+using credprov::testing::OsmoHlr;
+using credprov::testing::OsmoLogging;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr int kCtrlPort = 4259;
-constexpr int kVtyPort = 4258;
 constexpr int kGsupPort = 4222;  // fixed in osmo-hlr 1.5
 
-bool port_free(const std::string& host, int port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return false;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
-    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(fd);
-    return ok;
+// SET over one kept CTRL connection; throws on ERROR or a lost connection.
+std::string ctrl_set(CtrlSession& ctrl, unsigned id, const std::string& variable, const std::string& value) {
+    const std::string n = std::to_string(id);
+    auto reply = ctrl.command("SET " + n + " " + variable + " " + value);
+    if (!reply) throw std::runtime_error("CTRL connection to osmo-hlr lost");
+    if (!reply->starts_with("SET_REPLY " + n + " ")) throw std::runtime_error("CTRL " + variable + ": " + *reply);
+    return *reply;
 }
-
-int connect_to(const std::string& host, int port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        ::close(fd);
-        return -1;
-    }
-    const int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-}
-
-// A real osmo-hlr on a fresh database in a temporary folder.
-class OsmoHlr {
-public:
-    explicit OsmoHlr(const std::string& binary) {
-        dir_ = std::filesystem::temp_directory_path() / ("credprov-osmohlr-" + std::to_string(::getpid()));
-        std::filesystem::create_directories(dir_);
-        std::mt19937 rng(static_cast<unsigned>(::getpid()));
-        for (int attempt = 0; attempt < 50 && host.empty(); ++attempt) {
-            const std::string h = "127.0." + std::to_string(rng() % 250 + 2) + "." + std::to_string(rng() % 250 + 2);
-            if (port_free(h, kCtrlPort) && port_free(h, kVtyPort) && port_free(h, kGsupPort)) host = h;
-        }
-        if (host.empty()) throw std::runtime_error("no free loopback address for osmo-hlr");
-        const auto cfg = dir_ / "osmo-hlr.cfg";
-        write_text(cfg, "log stderr\n logging level set-all error\nline vty\n bind " + host + "\nctrl\n bind " + host +
-                            "\nhlr\n gsup\n  bind ip " + host + "\n");
-        process_ = std::make_unique<AgentProcess>(binary, std::vector<std::string>{"-c", cfg.string(), "-l", (dir_ / "hlr.db").string()},
-                                                  dir_ / "osmo-hlr.log");
-        const auto end = Clock::now() + std::chrono::seconds(20);
-        while (Clock::now() < end) {
-            const int fd = connect_to(host, kCtrlPort);
-            if (fd >= 0) {
-                ::close(fd);
-                return;
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-        throw std::runtime_error("osmo-hlr did not start: " + credprov::testing::read_file(dir_ / "osmo-hlr.log"));
-    }
-    ~OsmoHlr() {
-        process_.reset();
-        std::error_code ec;
-        std::filesystem::remove_all(dir_, ec);
-    }
-    OsmoHlr(const OsmoHlr&) = delete;
-    OsmoHlr& operator=(const OsmoHlr&) = delete;
-
-    std::string host;
-
-private:
-    static void write_text(const std::filesystem::path& p, const std::string& text) {
-        FILE* f = std::fopen(p.c_str(), "w");
-        if (f == nullptr) throw std::runtime_error("cannot write " + p.string());
-        std::fputs(text.c_str(), f);
-        std::fclose(f);
-    }
-    std::filesystem::path dir_;
-    std::unique_ptr<AgentProcess> process_;
-};
-
-// One CTRL connection: IPA frames (2-byte length, protocol 0xEE, extension
-// 0x00) around "SET <id> <variable> <value>"; the answer is "SET_REPLY <id>
-// ..." or "ERROR <id> <reason>".
-class Ctrl {
-public:
-    explicit Ctrl(const std::string& host) : fd_(connect_to(host, kCtrlPort)) {
-        if (fd_ < 0) throw std::runtime_error("cannot connect to osmo-hlr's CTRL");
-    }
-    ~Ctrl() { ::close(fd_); }
-    Ctrl(const Ctrl&) = delete;
-    Ctrl& operator=(const Ctrl&) = delete;
-
-    // Sends SET and returns the answer's text; throws on ERROR.
-    std::string set(const std::string& variable, const std::string& value) {
-        const std::string id = std::to_string(++id_);
-        const std::string text = "SET " + id + " " + variable + " " + value;
-        std::string frame;
-        const std::size_t len = text.size() + 1;
-        frame.push_back(static_cast<char>(len >> 8));
-        frame.push_back(static_cast<char>(len & 0xff));
-        frame.push_back(static_cast<char>(IPAC_PROTO_OSMO));
-        frame.push_back(static_cast<char>(IPAC_PROTO_EXT_CTRL));
-        frame += text;
-        if (::send(fd_, frame.data(), frame.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(frame.size())) {
-            throw std::runtime_error("CTRL send failed");
-        }
-        const std::string reply = read_frame();
-        if (reply.rfind("SET_REPLY " + id + " ", 0) != 0) throw std::runtime_error("CTRL " + variable + ": " + reply);
-        return reply;
-    }
-
-private:
-    void read_exact(char* out, std::size_t n) {
-        std::size_t got = 0;
-        while (got < n) {
-            pollfd p{fd_, POLLIN, 0};
-            if (::poll(&p, 1, 20000) != 1) throw std::runtime_error("CTRL answer timed out");
-            const ssize_t r = ::recv(fd_, out + got, n - got, 0);
-            if (r <= 0) throw std::runtime_error("CTRL connection closed");
-            got += static_cast<std::size_t>(r);
-        }
-    }
-    std::string read_frame() {
-        unsigned char head[4];
-        read_exact(reinterpret_cast<char*>(head), 4);
-        const std::size_t len = (static_cast<std::size_t>(head[0]) << 8) | head[1];
-        if (len < 1 || head[2] != IPAC_PROTO_OSMO || head[3] != IPAC_PROTO_EXT_CTRL) {
-            throw std::runtime_error("CTRL: not a control frame");
-        }
-        std::string body(len - 1, '\0');
-        read_exact(body.data(), body.size());
-        return body;
-    }
-    int fd_;
-    unsigned id_{0};
-};
 
 std::string imsi_of(int i) {
     char buf[16];
@@ -331,14 +199,12 @@ double aka_vectors_per_s(const std::string& host, const std::vector<std::string>
 int main(int argc, char** argv) {
     int subscribers = 2000;
     int clients = 8;
-    std::string binary = "/usr/bin/osmo-hlr";
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--short") subscribers = 16;
         else if (a == "--clients" && i + 1 < argc) clients = std::max(1, std::atoi(argv[++i]));
-        else if (a == "--osmo-hlr" && i + 1 < argc) binary = argv[++i];
         else if (a == "--help" || a == "-h") {
-            std::puts("usage: osmohlr_load [--short] [--clients N] [--osmo-hlr PATH]\n"
+            std::puts("usage: osmohlr_load [--short] [--clients N]\n"
                       "Starts a real osmo-hlr on loopback and prints BENCH lines for its subscriber\n"
                       "creation rate (CTRL) and its authentication vector rate (GSUP).");
             return 0;
@@ -348,8 +214,8 @@ int main(int argc, char** argv) {
         }
     }
     try {
-        if (!std::filesystem::exists(binary)) throw std::runtime_error(binary + " not found; run scripts/setup");
-        OsmoHlr hlr(binary);
+        if (!std::filesystem::exists(CREDPROV_OSMO_HLR)) throw std::runtime_error(CREDPROV_OSMO_HLR " not found; run scripts/setup");
+        OsmoHlr hlr(credprov::testing::random_loopback_address(), OsmoLogging::quiet);
         std::vector<std::string> imsis;
         for (int i = 0; i < subscribers; ++i) imsis.push_back(imsi_of(i));
 
@@ -368,12 +234,14 @@ int main(int argc, char** argv) {
         for (int c = 0; c < clients; ++c) {
             threads.emplace_back([&] {
                 try {
-                    Ctrl ctrl(hlr.host);
+                    CtrlSession ctrl(hlr.address);
+                    if (!ctrl.connected()) throw std::runtime_error("cannot connect to osmo-hlr's CTRL");
+                    unsigned id = 0;
                     for (int i = next++; i < subscribers; i = next++) {
                         const auto s = Clock::now();
                         const std::string& imsi = imsis[static_cast<std::size_t>(i)];
-                        ctrl.set("subscriber.create", imsi);
-                        ctrl.set("subscriber.by-imsi-" + imsi + ".aud3g", keys[static_cast<std::size_t>(i)]);
+                        ctrl_set(ctrl, ++id, "subscriber.create", imsi);
+                        ctrl_set(ctrl, ++id, "subscriber.by-imsi-" + imsi + ".aud3g", keys[static_cast<std::size_t>(i)]);
                         latency[static_cast<std::size_t>(i)] = std::chrono::duration<double, std::milli>(Clock::now() - s).count();
                     }
                 } catch (const std::exception& e) {
@@ -388,7 +256,7 @@ int main(int argc, char** argv) {
         if (failures > 0) throw std::runtime_error("subscriber creation failed: " + first_error);
         print("osmohlr.register_per_s", subscribers / wall, "1/s");
         print("osmohlr.register_p99_ms", percentile(latency, 0.99), "ms");
-        print("osmohlr.aka_vectors_per_s", aka_vectors_per_s(hlr.host, imsis, clients, subscribers * 2), "1/s");
+        print("osmohlr.aka_vectors_per_s", aka_vectors_per_s(hlr.address, imsis, clients, subscribers * 2), "1/s");
     } catch (const std::exception& e) {
         std::fprintf(stderr, "osmohlr_load: %s\n", e.what());
         return 1;

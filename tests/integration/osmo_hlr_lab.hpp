@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -35,6 +36,69 @@ inline std::string random_loopback_address() {
     return "127." + std::to_string(hi(rd)) + "." + std::to_string(lo(rd)) + "." + std::to_string(lo(rd));
 }
 
+// One connection to osmo-hlr's CTRL (port 4259): IPA frames (2-octet
+// length, protocol 0xEE, extension 0x00 CTRL) around one command each.
+class CtrlSession {
+public:
+    explicit CtrlSession(const std::string& address) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+        if (fd_ < 0) return;
+        timeval tv{5, 0};
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        const int one = 1;
+        ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(4259);
+        ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
+        if (::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+            ::close(fd_);
+            fd_ = -1;
+        }
+    }
+    ~CtrlSession() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    CtrlSession(const CtrlSession&) = delete;
+    CtrlSession& operator=(const CtrlSession&) = delete;
+
+    [[nodiscard]] bool connected() const { return fd_ >= 0; }
+    // Sends one command ("SET 7 var value"); the reply's text, or nullopt when
+    // the connection failed.
+    std::optional<std::string> command(const std::string& text) {
+        if (fd_ < 0) return std::nullopt;
+        std::string frame;
+        const std::size_t n = text.size() + 1;
+        frame += static_cast<char>(n >> 8);
+        frame += static_cast<char>(n & 0xff);
+        frame += static_cast<char>(0xee);
+        frame += '\0';
+        frame += text;
+        if (::send(fd_, frame.data(), frame.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(frame.size())) return std::nullopt;
+        unsigned char head[3];
+        if (!read_all(head, 3)) return std::nullopt;
+        std::string payload(static_cast<std::size_t>(head[0]) << 8 | head[1], '\0');
+        if (!read_all(payload.data(), payload.size()) || payload.empty()) return std::nullopt;
+        return payload.substr(1);
+    }
+
+private:
+    bool read_all(void* buf, std::size_t n) {
+        auto* p = static_cast<char*>(buf);
+        while (n > 0) {
+            const ssize_t got = ::recv(fd_, p, n, 0);
+            if (got <= 0) return false;
+            p += got;
+            n -= static_cast<std::size_t>(got);
+        }
+        return true;
+    }
+    int fd_;
+};
+
+// How much osmo-hlr logs: the tests read its log; a benchmark keeps it quiet.
+enum class OsmoLogging { tests, quiet };
+
 class OsmoHlr {
 public:
     std::filesystem::path dir = make_dir();
@@ -42,9 +106,11 @@ public:
     std::filesystem::path db = dir / "hlr.db";
     std::filesystem::path log = dir / "osmo-hlr.log";
 
-    explicit OsmoHlr(std::string addr) : address(std::move(addr)) {
+    explicit OsmoHlr(std::string addr, OsmoLogging logging = OsmoLogging::tests) : address(std::move(addr)) {
         std::ofstream(dir / "osmo-hlr.cfg") << "log stderr\n logging filter all 1\n logging color 0\n logging print category 1\n"
-                                            << " logging level main notice\n logging level db notice\n logging level ctrl info\n"
+                                            << (logging == OsmoLogging::quiet
+                                                    ? " logging level set-all error\n"
+                                                    : " logging level main notice\n logging level db notice\n logging level ctrl info\n")
                                             << "line vty\n bind " << address << "\nctrl\n bind " << address << "\n"
                                             << "hlr\n database " << db.string() << "\n gsup\n  bind ip " << address << "\n";
         start();
@@ -81,34 +147,8 @@ public:
     // ---- a minimal CTRL client of the test's own ----------------------------------
     // The reply text ("GET_REPLY 1 var value" / "ERROR 1 reason"), or nullopt when unreachable.
     std::optional<std::string> command(const std::string& text) const {
-        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-        if (fd < 0) return std::nullopt;
-        timeval tv{5, 0};
-        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        sockaddr_in sa{};
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons(4259);
-        ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
-        std::optional<std::string> out;
-        if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0) {
-            std::string frame;
-            const std::size_t n = text.size() + 1;
-            frame += static_cast<char>(n >> 8);
-            frame += static_cast<char>(n & 0xff);
-            frame += static_cast<char>(0xee);
-            frame += '\0';
-            frame += text;
-            if (::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(frame.size())) {
-                unsigned char head[3];
-                if (read_all(fd, head, 3)) {
-                    std::string payload(static_cast<std::size_t>(head[0]) << 8 | head[1], '\0');
-                    if (read_all(fd, payload.data(), payload.size()) && !payload.empty()) out = payload.substr(1);
-                }
-            }
-        }
-        ::close(fd);
-        return out;
+        CtrlSession session(address);
+        return session.command(text);
     }
     std::optional<std::string> get(const std::string& var) const { return command("GET 1 " + var); }
     std::optional<std::string> set(const std::string& var, const std::string& value) const {
@@ -124,16 +164,6 @@ public:
     }
 
 private:
-    static bool read_all(int fd, void* buf, std::size_t n) {
-        auto* p = static_cast<char*>(buf);
-        while (n > 0) {
-            const ssize_t got = ::recv(fd, p, n, 0);
-            if (got <= 0) return false;
-            p += got;
-            n -= static_cast<std::size_t>(got);
-        }
-        return true;
-    }
     static std::filesystem::path make_dir() {
         std::string tmpl = (std::filesystem::temp_directory_path() / "credprov-osmo-hlr-XXXXXX").string();
         if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
