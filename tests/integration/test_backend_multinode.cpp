@@ -54,14 +54,14 @@ void in_parallel(std::size_t n, F&& fn) {
     REQUIRE(errors.empty());
 }
 
-// Polls `done` until it holds; false after the deadline (a loaded machine
-// gets a minute).
+// Polls `done` every millisecond until it holds (without spinning a core
+// the nodes need); false after the deadline (a loaded machine gets a minute).
 template <class P>
 bool eventually(P&& done, std::chrono::seconds deadline = std::chrono::seconds(60)) {
     const auto end = Clock::now() + deadline;
     while (!done()) {
         if (Clock::now() > end) return false;
-        std::this_thread::yield();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     return true;
 }
