@@ -292,7 +292,12 @@ private:
         }
         const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
         const std::string sqlstate = state ? state : "";
-        retryable_ = sqlstate == "40001" || sqlstate == "40P01";
+        // 23505 too: under READ COMMITTED a row that does not exist yet
+        // cannot be locked, so two nodes may both decide to insert it (the
+        // device row of a newly attested device, a field pool's request id);
+        // the second waits for the first and gets a unique violation. Run
+        // again, the transaction finds the row and takes its idempotent path.
+        retryable_ = sqlstate == "40001" || sqlstate == "40P01" || sqlstate == "23505";
         const char* primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
         std::string msg = primary ? primary : PQerrorMessage(c_);
         if (res) PQclear(res);

@@ -146,7 +146,10 @@ Reply Service::resync(const Caller& c, const std::string& imsi, const json& body
             bad_mac = true;
             return {};
         }
-        new_sqn = ms->value();
+        // Not simply SQN_MS: an AUTS can arrive after vectors issued since
+        // (to other serving nodes, by other backend nodes); going back would
+        // issue their SQNs again.
+        new_sqn = aka::resynchronised_sqn(aka::Sqn(static_cast<std::uint64_t>((*sub)->sqn)), *ms).value();
         auto upd = conn.exec("UPDATE subscribers SET sqn = ? WHERE imsi = ?", {static_cast<std::int64_t>(new_sqn), imsi});
         if (!upd) return upd.error();
         return audit(conn, c, "aka.resync", "imsi:" + imsi, "ok");
@@ -276,7 +279,7 @@ Reply Service::attach_response(const Caller& c, const json& body) {
             if (!ms) {
                 verdict = "rejected";
             } else {
-                resynced = ms->value();
+                resynced = aka::resynchronised_sqn(aka::Sqn(static_cast<std::uint64_t>((*sub)->sqn)), *ms).value();
                 verdict = "resynchronised";
                 auto upd = conn.exec("UPDATE subscribers SET sqn = ? WHERE imsi = ?", {static_cast<std::int64_t>(resynced), imsi});
                 if (!upd) return upd.error();

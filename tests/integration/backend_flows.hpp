@@ -28,14 +28,23 @@ struct Technician {
         id = lab.enrol(key, std::move(ops));
     }
 
-    Resp post(const std::string& path, const json& body) { return lab.signed_by(key, "POST", path, body); }
+    Resp post(const std::string& path, const json& body) { return post_at(0, path, body); }
+    // The same requests to node n of the lab (0: its own server; see BackendLab::add_node).
+    Resp post_at(std::size_t n, const std::string& path, const json& body) { return lab.signed_at(n, key, "POST", path, body); }
 
     std::optional<SignedObject> token(const DeviceId& d, std::vector<std::string> ops = {"deliver-sealed", "query"}) {
-        auto r = post("/v1/tokens", json{{"device_id", d.to_string()}, {"operations", ops}, {"ttl_s", 600}});
+        return token_at(0, d, std::move(ops));
+    }
+    std::optional<SignedObject> token_at(std::size_t n, const DeviceId& d,
+                                         std::vector<std::string> ops = {"deliver-sealed", "query"}) {
+        auto r = post_at(n, "/v1/tokens", json{{"device_id", d.to_string()}, {"operations", ops}, {"ttl_s", 600}});
         if (r.status != 201) return std::nullopt;
         return SignedObject::decode(*backend::base64_decode(r.body["token"].get<std::string>())).value();
     }
-    Resp mint(const SimDevice& d) { return post("/v1/bundles", json{{"device", BackendLab::device_json(d.identity)}}); }
+    Resp mint(const SimDevice& d) { return mint_at(0, d); }
+    Resp mint_at(std::size_t n, const SimDevice& d) {
+        return post_at(n, "/v1/bundles", json{{"device", BackendLab::device_json(d.identity)}});
+    }
 
     // Pair and run one request against the simulated device.
     Result<Response> deliver(SimDevice& d, const SignedObject& token, Request req, std::uint64_t modes = kModeSealed) {
@@ -84,9 +93,12 @@ struct Technician {
         return out;
     }
     Resp submit(const std::string& object_id, const Receipt& r, std::optional<json> device = std::nullopt) {
+        return submit_at(0, object_id, r, std::move(device));
+    }
+    Resp submit_at(std::size_t n, const std::string& object_id, const Receipt& r, std::optional<json> device = std::nullopt) {
         json body{{"object_id", object_id}, {"receipt", backend::base64_encode(r.encode())}};
         if (device) body["device"] = *device;
-        return post("/v1/receipts", body);
+        return post_at(n, "/v1/receipts", body);
     }
 };
 

@@ -4,6 +4,11 @@
 // server the test script started (CREDPROV_TEST_POSTGRES_URL; each lab gets
 // a database of its own). Requests go over real HTTP (cpp-httplib's client).
 //
+// Further nodes (add_node) are more `serve` processes on the same database
+// with the same operator keys and configuration, as an operator runs several
+// backend nodes: each in a folder of its own holding copies of the lab's
+// configuration and key files, with its own port and log.
+//
 // Every response can be appended to CREDPROV_API_TRACE (JSON lines) so the
 // OpenAPI check can validate the shapes the server really sent.
 // Setup failures throw std::runtime_error.
@@ -108,6 +113,7 @@ public:
         start();
     }
     ~BackendLab() {
+        nodes_.clear();
         server_.reset();
         std::error_code ec;
         std::filesystem::remove_all(dir, ec);
@@ -117,28 +123,45 @@ public:
 
     // Starts the server and waits for its "listening" log line. With
     // same_port, on the port it had before (clients keep their URL).
-    void start(bool same_port = false) {
-        const auto before = std::filesystem::exists(log) ? std::filesystem::file_size(log) : 0;
-        std::vector<std::string> args{"-c", config.string(), "serve"};
-        if (same_port) args.insert(args.end(), {"--port", std::to_string(port)});
-        server_ = std::make_unique<AgentProcess>(CREDPROV_BACKEND, args, log);
-        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        static const std::regex listening(R"re("msg":"listening".*"port":([0-9]+))re");
-        while (std::chrono::steady_clock::now() < end) {
-            const std::string text = read_file(log).substr(before);
-            std::smatch m;
-            if (std::regex_search(text, m, listening)) {
-                port = std::stoi(m[1].str());
-                return;
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        }
-        throw std::runtime_error("credprov-backend did not start: " + read_file(log));
-    }
+    void start(bool same_port = false) { server_ = serve(config, log, same_port ? port : -1, port); }
     void kill_server() {
         if (server_) server_->signal(SIGKILL);
         if (server_) server_->wait();
         server_.reset();
+    }
+
+    // ---- further nodes --------------------------------------------------------------
+    // Starts another node on the same database: a folder of its own with
+    // copies of the configuration and of the operator's key files (what an
+    // operator copies to a second machine; the provisioning root stays
+    // offline), its own free port and log. Returns its number: node 0 is the
+    // lab's own server, nodes 1, 2, ... are added ones.
+    std::size_t add_node() {
+        const std::size_t n = nodes_.size() + 1;
+        auto node = std::make_unique<Node>();
+        node->dir = dir / ("node-" + std::to_string(n));
+        std::filesystem::create_directories(node->dir);
+        for (const char* name : {"backend.toml", "operator.key", "data.key", "operator.cert", "operator-keys.d"}) {
+            if (!std::filesystem::exists(dir / name)) continue;
+            std::filesystem::copy(dir / name, node->dir / name,
+                                  std::filesystem::copy_options::recursive | std::filesystem::copy_options::overwrite_existing);
+        }
+        node->config = node->dir / "backend.toml";
+        node->log = node->dir / "backend.log";
+        node->process = serve(node->config, node->log, -1, node->port);
+        nodes_.push_back(std::move(node));
+        return n;
+    }
+    [[nodiscard]] std::size_t node_count() const { return nodes_.size() + 1; }
+    [[nodiscard]] int node_port(std::size_t n) const { return n == 0 ? port : nodes_.at(n - 1)->port; }
+    [[nodiscard]] std::filesystem::path node_log(std::size_t n) const { return n == 0 ? log : nodes_.at(n - 1)->log; }
+    // SIGKILL, as a crash of that machine; node 0 is the lab's own server.
+    void kill_node(std::size_t n) {
+        if (n == 0) return kill_server();
+        auto& p = nodes_.at(n - 1)->process;
+        if (p) p->signal(SIGKILL);
+        if (p) p->wait();
+        p.reset();
     }
     int stop_server() {
         if (!server_) return -1;
@@ -151,7 +174,13 @@ public:
     // ---- requests -----------------------------------------------------------------
     Resp request(const std::string& method, const std::string& path, const std::optional<json>& body,
                  const httplib::Headers& headers, const std::string& raw_body = {}, const std::string& type = "application/json") {
-        httplib::Client cli("127.0.0.1", port);
+        return request_at(0, method, path, body, headers, raw_body, type);
+    }
+    // The same, to node n (0: the lab's own server).
+    Resp request_at(std::size_t n, const std::string& method, const std::string& path, const std::optional<json>& body,
+                    const httplib::Headers& headers, const std::string& raw_body = {},
+                    const std::string& type = "application/json") {
+        httplib::Client cli("127.0.0.1", node_port(n));
         cli.set_connection_timeout(5);
         cli.set_read_timeout(20);
         const std::string payload = body ? body->dump() : raw_body;
@@ -171,17 +200,25 @@ public:
     }
     Resp admin(const std::string& method, const std::string& path, const std::optional<json>& body = std::nullopt,
                const std::string& token = {}) {
-        return request(method, path, body, {{"Authorization", "Bearer " + (token.empty() ? admin_token : token)}});
+        return admin_at(0, method, path, body, token);
+    }
+    Resp admin_at(std::size_t n, const std::string& method, const std::string& path,
+                  const std::optional<json>& body = std::nullopt, const std::string& token = {}) {
+        return request_at(n, method, path, body, {{"Authorization", "Bearer " + (token.empty() ? admin_token : token)}});
     }
     Resp anon(const std::string& method, const std::string& path, const std::optional<json>& body = std::nullopt) {
         return request(method, path, body, {});
     }
     Resp signed_by(const crypto::SigningKey& key, const std::string& method, const std::string& path, const json& body,
                    std::uint64_t at = 0) {
+        return signed_at(0, key, method, path, body, at);
+    }
+    Resp signed_at(std::size_t n, const crypto::SigningKey& key, const std::string& method, const std::string& path,
+                   const json& body, std::uint64_t at = 0) {
         const std::string payload = body.dump();
         const std::uint64_t ts = at ? at : static_cast<std::uint64_t>(std::time(nullptr));
-        return request(method, path, std::nullopt,
-                       {{"Authorization", backend::sign_request(key, method, path, ts, payload)}}, payload);
+        return request_at(n, method, path, std::nullopt,
+                          {{"Authorization", backend::sign_request(key, method, path, ts, payload)}}, payload);
     }
     std::string token_for(const std::string& role) {
         auto r = admin("POST", "/v1/admin/tokens", json{{"name", role + " holder"}, {"role", role}});
@@ -240,6 +277,34 @@ public:
     const crypto::SignPublicKey& root_public() const { return root_public_; }
 
 private:
+    struct Node {
+        std::filesystem::path dir, config, log;
+        int port{0};
+        std::unique_ptr<AgentProcess> process;
+    };
+
+    // Runs `serve` with this configuration (on `fixed_port` unless it is
+    // negative) and waits for its "listening" log line; sets `port`.
+    static std::unique_ptr<AgentProcess> serve(const std::filesystem::path& config_file, const std::filesystem::path& log_file,
+                                               int fixed_port, int& port_out) {
+        const auto before = std::filesystem::exists(log_file) ? std::filesystem::file_size(log_file) : 0;
+        std::vector<std::string> args{"-c", config_file.string(), "serve"};
+        if (fixed_port >= 0) args.insert(args.end(), {"--port", std::to_string(fixed_port)});
+        auto process = std::make_unique<AgentProcess>(CREDPROV_BACKEND, args, log_file);
+        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        static const std::regex listening(R"re("msg":"listening".*"port":([0-9]+))re");
+        while (std::chrono::steady_clock::now() < end) {
+            const std::string text = read_file(log_file).substr(before);
+            std::smatch m;
+            if (std::regex_search(text, m, listening)) {
+                port_out = std::stoi(m[1].str());
+                return process;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        throw std::runtime_error("credprov-backend did not start: " + read_file(log_file));
+    }
+
     static std::filesystem::path make_dir() {
         std::string tmpl = (std::filesystem::temp_directory_path() / "credprov-backend-XXXXXX").string();
         if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
@@ -286,6 +351,7 @@ private:
     LabOptions options_;
     crypto::SignPublicKey root_public_{};
     std::unique_ptr<AgentProcess> server_;
+    std::vector<std::unique_ptr<Node>> nodes_;
 };
 
 }  // namespace credprov::testing

@@ -361,6 +361,26 @@ TEST_CASE("milenage: TS 33.102 C.2.2 one SEQ_MS per IND: out-of-order vectors ac
     CHECK_FALSE(counting.is_fresh(Sqn(199)));
 }
 
+TEST_CASE("milenage: TS 33.102 6.3.5 the network resets SQN_HE to SQN_MS only if the USIM would refuse its next SQN") {
+    const SqnPolicy policy{100};
+    // The USIM ran ahead (vectors used with another network): reset.
+    CHECK(resynchronised_sqn(make_sqn(10, 3), make_sqn(40, 1), policy) == make_sqn(40, 1));
+    CHECK(resynchronised_sqn(make_sqn(10, 3), make_sqn(11, 1), policy) == make_sqn(11, 1));
+    // A late AUTS: the network issued more vectors since; their SQNs must not
+    // be issued again, and the next one is fresh for that USIM anyway.
+    CHECK(resynchronised_sqn(make_sqn(10, 3), make_sqn(10, 0), policy) == make_sqn(10, 3));
+    CHECK(resynchronised_sqn(make_sqn(50, 3), make_sqn(2, 0), policy) == make_sqn(50, 3));
+    // The network ran more than delta ahead of the USIM: reset.
+    CHECK(resynchronised_sqn(make_sqn(100, 3), make_sqn(1, 0), policy) == make_sqn(100, 3));
+    CHECK(resynchronised_sqn(make_sqn(101, 3), make_sqn(1, 0), policy) == make_sqn(1, 0));
+    // Whatever it keeps, the USIM accepts the network's next vector.
+    for (const auto& [he, ms] : {std::pair{make_sqn(10, 3), make_sqn(40, 1)}, std::pair{make_sqn(50, 3), make_sqn(2, 0)},
+                                 std::pair{make_sqn(101, 3), make_sqn(1, 0)}}) {
+        const UsimSqnState usim = UsimSqnState{}.accepted(ms);
+        CHECK(usim.is_fresh(next_sqn(resynchronised_sqn(he, ms, policy), 4).value(), policy));
+    }
+}
+
 TEST_CASE("milenage: TS 33.102 C.1 SQN = SEQ || IND and the network counter") {
     const Sqn sqn = make_sqn(0x123456789, 0x1f);
     CHECK(seq_of(sqn) == 0x123456789);

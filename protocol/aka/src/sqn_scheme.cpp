@@ -14,6 +14,16 @@ Result<Sqn> next_sqn(Sqn highest_issued, unsigned ind) {
     return make_sqn(seq + 1, ind);
 }
 
+Sqn resynchronised_sqn(Sqn sqn_he, Sqn sqn_ms, const SqnPolicy& policy) noexcept {
+    // The next vector's SEQ is SEQ_HE + 1 whatever its IND; a USIM takes it
+    // if it is above every SEQ_MS(i), which SEQ_MS bounds (C.2.2 (a)), and
+    // not more than delta above SEQ_MS (C.2.2 (b)).
+    const std::uint64_t next = seq_of(sqn_he) + 1;
+    const std::uint64_t ms = seq_of(sqn_ms);
+    if (next > ms && next - ms <= policy.seq_delta) return sqn_he;
+    return sqn_ms;
+}
+
 Sqn UsimSqnState::highest() const noexcept {
     // The numerically highest SQN accepted: highest SEQ, highest IND on ties,
     // so that a network which simply adds one to SQN_MS lands on a slot that

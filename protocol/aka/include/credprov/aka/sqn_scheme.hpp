@@ -6,9 +6,12 @@
 // so a soft-USIM also works against osmo-hlr's vectors); SEQ is the counter.
 //
 // Network (HE/AuC), C.1.2: keeps SQN_HE, the highest SQN it has issued. A new
-// vector gets SEQ_HE + 1 with the IND the caller chooses (next_sqn). After a
-// resynchronisation the network takes SQN_MS recovered from AUTS as its new
-// SQN_HE, so the next vector carries SEQ_MS + 1 (C.3.4 / 6.3.5).
+// vector gets SEQ_HE + 1 with the IND the caller chooses (next_sqn). On a
+// resynchronisation (6.3.5, C.3.4) the network keeps SQN_HE if the USIM would
+// accept the next vector from it; otherwise it takes SQN_MS recovered from
+// AUTS as its new SQN_HE, so the next vector carries SEQ_MS + 1
+// (resynchronised_sqn). So SQN_HE never goes back below vectors already
+// issued to other serving nodes after the USIM computed its AUTS.
 //
 // USIM, C.2.1 and C.2.2: keeps SEQ_MS(i), the highest SEQ accepted with
 // IND = i, for all 32 values of i. A received SQN = SEQ || i is fresh iff
@@ -64,6 +67,12 @@ inline constexpr std::uint64_t kDefaultSeqDelta = std::uint64_t{1} << 28;
 struct SqnPolicy {
     std::uint64_t seq_delta = kDefaultSeqDelta;  // delta of C.2.2, in SEQ steps
 };
+
+// Network side, TS 33.102 6.3.5: SQN_HE after a resynchronisation that
+// recovered `sqn_ms` (verified AUTS). SQN_HE stays when the next SQN from it
+// is fresh for a USIM whose highest accepted SQN is `sqn_ms` (its SEQ above
+// SEQ_MS and at most delta ahead); otherwise it becomes `sqn_ms`.
+[[nodiscard]] Sqn resynchronised_sqn(Sqn sqn_he, Sqn sqn_ms, const SqnPolicy& policy = {}) noexcept;
 
 // USIM side: SEQ_MS(i) for every IND. Immutable per authentication: an
 // accepted SQN yields a new state for the caller to persist.
