@@ -11,6 +11,11 @@ namespace credprov::backend {
 
 using namespace detail;
 
+namespace {
+// How far before its issue an authorisation token is valid (seconds).
+constexpr std::uint64_t kTokenClockSkewS = 60;
+}  // namespace
+
 Result<Secret<16>> load_op_file(const std::filesystem::path& path) {
     auto text = read_text_file(path, 256);
     if (!text) return text.error();
@@ -192,8 +197,12 @@ Reply Service::issue_token(const Caller& c, const json& body) {
     t.device = device;
     if (prefix) t.device_prefix = *prefix;
     t.operations = *ops;
-    t.not_before = now();
-    t.not_after = t.not_before + static_cast<std::uint64_t>(ttl.value_or(static_cast<std::int64_t>(config_.token_max_ttl_s)));
+    // Valid from a minute before issue: a provisioner or device whose clock
+    // runs a little behind the backend's (or reads it a second earlier) would
+    // otherwise refuse a fresh token as "not valid yet".
+    const std::uint64_t issued = now();
+    t.not_before = issued - kTokenClockSkewS;
+    t.not_after = issued + static_cast<std::uint64_t>(ttl.value_or(static_cast<std::int64_t>(config_.token_max_ttl_s)));
     const SignedObject token = credprov::issue_token(keys_.current.sign, t);
     const std::string target = device ? "device:" + device->to_string() : "prefix:" + to_hex(*prefix);
     auto st = db_.transact([&](Connection& conn) {

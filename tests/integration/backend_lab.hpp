@@ -16,6 +16,7 @@
 
 #include <httplib.h>
 
+#include <cstdio>
 #include <ctime>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -189,7 +190,11 @@ public:
         else if (method == "DELETE") r = cli.Delete(path, headers);
         else r = cli.Post(path, headers, payload, type);
         Resp out;
-        if (!r) return out;  // status 0: no answer
+        if (!r) {  // status 0: no answer; say why in the test's output
+            out.raw = "no answer from " + method + " " + path + ": " + httplib::to_string(r.error());
+            std::fprintf(stderr, "backend lab: %s\n", out.raw.c_str());
+            return out;
+        }
         out.status = r->status;
         out.raw = r->body;
         out.content_type = r->get_header_value("Content-Type");

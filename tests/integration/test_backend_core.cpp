@@ -269,5 +269,6 @@ BACKEND_TEST_WITH(core_auto_reconcile, "core: with reconcile_interval_s, serve r
         return hlr.aud3g(a.imsi) == expected_aud3g(*a.device) && hlr.aud3g(b.imsi) == expected_aud3g(*b.device) &&
                hlr.aud3g("001010888888888") == std::optional<std::string>("absent");
     }));
-    CHECK(read_file(lab.log).find("core drift repaired") != std::string::npos);
+    // The log line follows the repair it reports: wait for it too.
+    CHECK(eventually([&] { return read_file(lab.log).find("core drift repaired") != std::string::npos; }));
 }
