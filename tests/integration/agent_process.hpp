@@ -78,10 +78,27 @@ public:
     AgentProcess(const AgentProcess&) = delete;
     AgentProcess& operator=(const AgentProcess&) = delete;
 
+    // True once a Unix socket at `path` accepts connections. The file appears
+    // at bind(), a moment before listen(): a connect in between is refused.
+    // Read from /proc/net/unix (flag __SO_ACCEPTCON), without connecting, so
+    // the daemon sees no extra connection.
+    [[nodiscard]] static bool listening(const std::filesystem::path& path) {
+        std::ifstream table("/proc/net/unix");
+        std::string line;
+        const std::string want = " " + path.string();
+        while (std::getline(table, line)) {
+            if (line.size() < want.size() || line.compare(line.size() - want.size(), want.size(), want) != 0) continue;
+            std::istringstream fields(line);
+            std::string num, refs, proto, flags;
+            fields >> num >> refs >> proto >> flags;
+            if (flags == "00010000") return true;
+        }
+        return false;
+    }
     [[nodiscard]] bool wait_for_socket(const std::filesystem::path& socket, std::chrono::milliseconds timeout) const {
         const auto end = std::chrono::steady_clock::now() + timeout;
         while (std::chrono::steady_clock::now() < end) {
-            if (std::filesystem::exists(socket)) return true;
+            if (listening(socket)) return true;
             int status = 0;
             if (::waitpid(pid_, &status, WNOHANG) == pid_) return false;
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
