@@ -191,8 +191,9 @@ TEST_CASE("gui: a technician enrols, provisions from the label image, queries an
     CHECK_FALSE(d.shown("code"));  // the code came with the label
 
     // ---- provision
+    // (Not "running" checked here: the click waits 30 ms, which a provisioning
+    // on loopback can outlast or not; what it showed is checked below.)
     d.click("provisionButton");
-    CHECK(models.task.running());
     REQUIRE_MESSAGE(Driver::wait_for([&] { return !models.task.running(); }, 60s), "the provisioning did not finish");
     INFO("message: " << d.text("message").toStdString() << " / " << d.text("nextAction").toStdString());
     REQUIRE(d.shown("result"));
@@ -275,7 +276,6 @@ TEST_CASE("gui: a technician enrols, provisions from the label image, queries an
     for (int i = 0; i < 8 && !query->hasActiveFocus(); ++i) QTest::keyClick(d.window, Qt::Key_Tab);
     REQUIRE_MESSAGE(query->hasActiveFocus(), "Tab does not reach the Query button");
     QTest::keyClick(d.window, Qt::Key_Return);
-    CHECK(models.task.running());
     a.wait_done();
     CHECK(d.shown("wrongCodeHint"));
     CHECK(d.text("message").contains("wrong setup code"));
