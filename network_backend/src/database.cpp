@@ -520,6 +520,7 @@ Status Database::run_grouped(const std::function<Status(Connection&)>& body) {
         if (job.thrown) std::rethrow_exception(job.thrown);
         last = job.result;
         if (last || !job.retryable) return last;
+        retried_.fetch_add(1, std::memory_order_relaxed);
         std::this_thread::sleep_for(std::chrono::milliseconds(20 * (attempt + 1)));
     }
     return last;
@@ -541,6 +542,7 @@ Status Database::run(const std::function<Status(Connection&)>& body, bool write)
             pool_->give(std::move(conn), false);
             last = began;
             if (!retry) return last;
+            retried_.fetch_add(1, std::memory_order_relaxed);
             std::this_thread::sleep_for(std::chrono::milliseconds(20 * (attempt + 1)));
             continue;
         }
@@ -557,6 +559,7 @@ Status Database::run(const std::function<Status(Connection&)>& body, bool write)
         pool_->give(std::move(conn), rb.ok());
         last = st;
         if (!retry) return last;
+        retried_.fetch_add(1, std::memory_order_relaxed);
         std::this_thread::sleep_for(std::chrono::milliseconds(20 * (attempt + 1)));
     }
     return last;

@@ -117,6 +117,8 @@ std::vector<Route> build_routes() {
         [](Service& s, const Caller& c, const Params& p, const json&, const httplib::Request&) { return s.get_subscriber(c, p[0]); });
     add("POST", "/v1/subscribers/{imsi}/vectors", roles({kAdmin, kCore}),
         [](Service& s, const Caller& c, const Params& p, const json& b, const httplib::Request&) { return s.vectors(c, p[0], b); });
+    add("POST", "/v1/vectors", roles({kAdmin, kCore}),
+        [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.vectors_batch(c, b); });
     add("POST", "/v1/subscribers/{imsi}/resync", roles({kAdmin, kCore}),
         [](Service& s, const Caller& c, const Params& p, const json& b, const httplib::Request&) { return s.resync(c, p[0], b); });
     add("GET", "/v1/devices/{device_id}", roles({kAdmin, kManager, kAuditor}),

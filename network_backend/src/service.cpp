@@ -376,7 +376,11 @@ std::vector<Metrics::Gauge> Service::gauges() {
         }
         return {};
     });
-    std::vector<Metrics::Gauge> out{subs, field};
+    Metrics::Gauge retried{"credprov_db_transaction_retries",
+                           "Transactions run again since start because the database asked for it "
+                           "(deadlock, serialisation failure, unique-key race, busy).",
+                           {{"", static_cast<double>(db_.retried())}}};
+    std::vector<Metrics::Gauge> out{subs, field, retried};
     core_gauges(out);
     return out;
 }

@@ -2,6 +2,9 @@
 // resynchronisation) and the attach check on the device's network path.
 // XRES, CK and IK leave only towards the core network, which needs them;
 // the attach check keeps only a hash of XRES.
+#include <map>
+#include <memory>
+
 #include "credprov/aka/network.hpp"
 #include "credprov/aka/sqn_scheme.hpp"
 #include "credprov/aka/text_input.hpp"
@@ -42,81 +45,180 @@ Result<aka::SubscriberKeys> aka_keys_of(const DataKey& data_key, const std::stri
 
 }  // namespace
 
+// One subscriber's ask for vectors, and what it was granted: SQNs stepped
+// and made durable, the keys and AMF to compute the vectors with after the
+// commit; or why not (404: no such subscriber, 409: not active).
+struct Service::VectorAsk {
+    std::string imsi;
+    std::int64_t count{1};
+    unsigned ind{0};
+};
+
+struct Service::VectorGrant {
+    int status{200};
+    std::string refused;
+    std::vector<aka::Sqn> sqns;
+    std::shared_ptr<const aka::SubscriberKeys> keys;
+    aka::Amf amf;
+};
+
+Result<std::vector<Service::VectorGrant>> Service::grant_vectors(const Caller& c, const std::vector<VectorAsk>& asks) {
+    // Subscribers in IMSI order: rows are locked in that order (PostgreSQL),
+    // so two batches never wait on each other in a cycle.
+    std::map<std::string, std::vector<std::size_t>> by_imsi;
+    for (std::size_t i = 0; i < asks.size(); ++i) by_imsi[asks[i].imsi].push_back(i);
+    // K and OPc never change for an IMSI: open them before the write
+    // transaction, in parallel with other requests, so that the serial part
+    // (decision 0010) only steps the SQNs. The transaction checks that the
+    // stored ciphertext is still the one opened.
+    struct Opened {
+        std::string enc;
+        std::shared_ptr<const aka::SubscriberKeys> keys;
+    };
+    std::map<std::string, Opened> opened;
+    auto pre = db_.read([&](Connection& conn) -> Status {
+        for (const auto& [imsi, _] : by_imsi) {
+            auto rows = conn.query("SELECT keys_enc FROM subscribers WHERE imsi = ? AND state = 'active'", {imsi});
+            if (!rows) return rows.error();
+            if (!rows->empty()) opened[imsi].enc = rows->front().str(0);
+        }
+        return {};
+    });
+    if (!pre) return pre.error();
+    for (auto& [imsi, o] : opened) {
+        auto k = data_key_.open_for_aka(imsi, o.enc);
+        if (!k) return k.error();
+        o.keys = std::make_shared<const aka::SubscriberKeys>(std::move(*k));
+    }
+    std::vector<VectorGrant> grants;
+    auto st = db_.transact([&](Connection& conn) -> Status {
+        grants.assign(asks.size(), VectorGrant{});
+        for (const auto& [imsi, indices] : by_imsi) {
+            auto sub = load_subscriber(conn, imsi);
+            if (!sub) return sub.error();
+            if (!*sub || (*sub)->state != "active") {
+                const bool missing = !*sub;
+                const std::string why = missing ? "" : "the subscriber is " + (*sub)->state + "; only an active subscriber authenticates";
+                for (const std::size_t i : indices) {
+                    grants[i].status = missing ? 404 : 409;
+                    grants[i].refused = why;
+                }
+                if (!missing) {
+                    auto a = audit(conn, c, "aka.vectors", "imsi:" + imsi, "rejected:subscriber-not-active", why);
+                    if (!a) return a;
+                }
+                continue;
+            }
+            std::shared_ptr<const aka::SubscriberKeys> keys;
+            if (auto o = opened.find(imsi); o != opened.end() && o->second.enc == (*sub)->keys_enc) {
+                keys = o->second.keys;
+            } else {
+                auto k = data_key_.open_for_aka(imsi, (*sub)->keys_enc);
+                if (!k) return k.error();
+                keys = std::make_shared<const aka::SubscriberKeys>(std::move(*k));
+            }
+            auto amf = aka::parse_amf((*sub)->amf);
+            if (!amf) return amf.error();
+            aka::Sqn sqn(static_cast<std::uint64_t>((*sub)->sqn));
+            std::size_t issued = 0;
+            for (const std::size_t i : indices) {
+                for (std::int64_t n = 0; n < asks[i].count; ++n) {
+                    auto next = aka::next_sqn(sqn, asks[i].ind);
+                    if (!next) return next.error();
+                    sqn = *next;
+                    grants[i].sqns.push_back(sqn);
+                }
+                grants[i].keys = keys;
+                grants[i].amf = *amf;
+                issued += grants[i].sqns.size();
+            }
+            auto upd = conn.exec("UPDATE subscribers SET sqn = ? WHERE imsi = ?", {static_cast<std::int64_t>(sqn.value()), imsi});
+            if (!upd) return upd.error();
+            auto a = audit(conn, c, "aka.vectors", "imsi:" + imsi, "ok", std::to_string(issued) + " vectors");
+            if (!a) return a;
+        }
+        return {};
+    });
+    if (!st) return st.error();
+    return grants;
+}
+
+namespace {
+
+// The vectors of a grant, computed after the commit that made its SQNs
+// durable: Milenage and the answer's text run in the request's own thread.
+json vectors_json(const aka::SubscriberKeys& keys, const aka::Amf& amf, const std::vector<aka::Sqn>& sqns) {
+    json list = json::array();
+    for (const aka::Sqn& sqn : sqns) {
+        aka::Rand rand;
+        crypto::random_bytes(rand.bytes);
+        const aka::AuthVector v = aka::generate_vector(keys, sqn, amf, rand);
+        list.push_back({{"rand", to_hex(v.rand.bytes)},
+                        {"autn", to_hex(v.autn.bytes)},
+                        {"xres", hex_of(v.xres.data(), v.xres.size())},
+                        {"ck", hex_of(v.ck.data(), v.ck.size())},
+                        {"ik", hex_of(v.ik.data(), v.ik.size())},
+                        {"sqn", sqn.value()}});
+    }
+    return list;
+}
+
+}  // namespace
+
 Reply Service::vectors(const Caller& c, const std::string& imsi, const json& body) {
     if (!Imsi::parse(imsi)) return bad_request("the IMSI must be 6 to 15 digits");
     Fields f(body);
     auto count = f.integer("count", 1, 5, false);
     auto ind = f.integer("ind", 0, static_cast<std::int64_t>(aka::kIndSlots - 1), false);
     if (!f.done()) return bad_request(f.error());
-    json list = json::array();
-    std::string refused;
-    bool found = true;
-    // K and OPc never change for an IMSI: open them before the write
-    // transaction, in parallel with other requests, so that the serial part
-    // (decision 0010) only steps the SQN and runs Milenage. The transaction
-    // checks that the stored ciphertext is still the one opened.
-    std::string opened_enc;
-    std::optional<aka::SubscriberKeys> opened;
-    auto pre = db_.read([&](Connection& conn) -> Status {
-        auto rows = conn.query("SELECT keys_enc FROM subscribers WHERE imsi = ? AND state = 'active'", {imsi});
-        if (!rows) return rows.error();
-        if (!rows->empty()) opened_enc = rows->front().str(0);
-        return {};
-    });
-    if (!pre) return storage_failure(pre.error());
-    if (!opened_enc.empty()) {
-        auto k = aka_keys_of(data_key_, imsi, opened_enc);
-        if (!k) return storage_failure(k.error());
-        opened.emplace(std::move(*k));
-    }
-    auto st = db_.transact([&](Connection& conn) -> Status {
-        list = json::array();
-        auto sub = load_subscriber(conn, imsi);
-        if (!sub) return sub.error();
-        if (!*sub) {
-            found = false;
-            return {};
-        }
-        if ((*sub)->state != "active") {
-            refused = "the subscriber is " + (*sub)->state + "; only an active subscriber authenticates";
-            return {};
-        }
-        std::optional<aka::SubscriberKeys> inside;
-        if (!opened || (*sub)->keys_enc != opened_enc) {
-            auto k = aka_keys_of(data_key_, imsi, (*sub)->keys_enc);
-            if (!k) return k.error();
-            inside.emplace(std::move(*k));
-        }
-        const aka::SubscriberKeys* aka_keys = inside ? &*inside : &*opened;
-        auto amf = aka::parse_amf((*sub)->amf);
-        if (!amf) return amf.error();
-        aka::Sqn sqn(static_cast<std::uint64_t>((*sub)->sqn));
-        for (std::int64_t i = 0; i < count.value_or(1); ++i) {
-            auto next = aka::next_sqn(sqn, static_cast<unsigned>(ind.value_or(0)));
-            if (!next) return next.error();
-            sqn = *next;
-            aka::Rand rand;
-            crypto::random_bytes(rand.bytes);
-            const aka::AuthVector v = aka::generate_vector(*aka_keys, sqn, *amf, rand);
-            list.push_back({{"rand", to_hex(v.rand.bytes)},
-                            {"autn", to_hex(v.autn.bytes)},
-                            {"xres", hex_of(v.xres.data(), v.xres.size())},
-                            {"ck", hex_of(v.ck.data(), v.ck.size())},
-                            {"ik", hex_of(v.ik.data(), v.ik.size())},
-                            {"sqn", sqn.value()}});
-        }
-        auto upd = conn.exec("UPDATE subscribers SET sqn = ? WHERE imsi = ?", {static_cast<std::int64_t>(sqn.value()), imsi});
-        if (!upd) return upd.error();
-        return audit(conn, c, "aka.vectors", "imsi:" + imsi, "ok", std::to_string(list.size()) + " vectors");
-    });
-    if (!st) return storage_failure(st.error());
-    if (!found) return not_found("subscriber");
-    if (!refused.empty()) {
+    auto grants = grant_vectors(c, {VectorAsk{imsi, count.value_or(1), static_cast<unsigned>(ind.value_or(0))}});
+    if (!grants) return storage_failure(grants.error());
+    const VectorGrant& g = grants->front();
+    if (g.status == 404) return not_found("subscriber");
+    if (g.status == 409) {
         metrics_.add("credprov_auth_failures_total", labels({{"kind", "aka-not-active"}}));
-        return reject(c, "aka.vectors", "imsi:" + imsi, 409, "subscriber-not-active", "Conflict", refused);
+        return Reply::problem(409, "subscriber-not-active", "Conflict", g.refused);
     }
-    metrics_.add("credprov_vectors_issued_total", {}, static_cast<double>(list.size()));
-    return Reply::success({{"imsi", imsi}, {"vectors", list}});
+    metrics_.add("credprov_vectors_issued_total", {}, static_cast<double>(g.sqns.size()));
+    return Reply::success({{"imsi", imsi}, {"vectors", vectors_json(*g.keys, g.amf, g.sqns)}});
+}
+
+Reply Service::vectors_batch(const Caller& c, const json& body) {
+    Fields f(body);
+    const json* list = f.get("requests", true);
+    if (!f.done()) return bad_request(f.error());
+    if (!list->is_array() || list->empty() || list->size() > kMaxVectorBatch) {
+        return bad_request("field 'requests' must be a list of 1 to " + std::to_string(kMaxVectorBatch) + " requests");
+    }
+    std::vector<VectorAsk> asks;
+    for (std::size_t i = 0; i < list->size(); ++i) {
+        Fields r((*list)[i]);
+        auto imsi = r.text("imsi", 6, 15);
+        auto count = r.integer("count", 1, 5, false);
+        auto ind = r.integer("ind", 0, static_cast<std::int64_t>(aka::kIndSlots - 1), false);
+        if (!r.done()) return bad_request("requests[" + std::to_string(i) + "]: " + r.error());
+        if (!Imsi::parse(*imsi)) return bad_request("requests[" + std::to_string(i) + "]: field 'imsi' must be 6 to 15 digits");
+        asks.push_back(VectorAsk{*imsi, count.value_or(1), static_cast<unsigned>(ind.value_or(0))});
+    }
+    auto grants = grant_vectors(c, asks);
+    if (!grants) return storage_failure(grants.error());
+    json results = json::array();
+    std::size_t issued = 0, refused = 0;
+    for (std::size_t i = 0; i < asks.size(); ++i) {
+        const VectorGrant& g = (*grants)[i];
+        if (g.status == 200) {
+            results.push_back({{"imsi", asks[i].imsi}, {"vectors", vectors_json(*g.keys, g.amf, g.sqns)}});
+            issued += g.sqns.size();
+            continue;
+        }
+        const Reply p = g.status == 404 ? not_found("subscriber")
+                                        : Reply::problem(409, "subscriber-not-active", "Conflict", g.refused);
+        results.push_back({{"imsi", asks[i].imsi}, {"problem", p.body}});
+        if (g.status == 409) ++refused;
+    }
+    if (refused > 0) metrics_.add("credprov_auth_failures_total", labels({{"kind", "aka-not-active"}}), static_cast<double>(refused));
+    if (issued > 0) metrics_.add("credprov_vectors_issued_total", {}, static_cast<double>(issued));
+    return Reply::success({{"results", results}});
 }
 
 Reply Service::resync(const Caller& c, const std::string& imsi, const json& body) {

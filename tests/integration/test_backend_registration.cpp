@@ -55,6 +55,93 @@ BACKEND_TEST(sealed_registration, "a sealed registration activates the subscribe
     CHECK(v.body["vectors"][1]["sqn"].get<std::uint64_t>() > first["sqn"].get<std::uint64_t>());
 }
 
+BACKEND_TEST(vectors_batch, "POST /v1/vectors answers each subscriber on its own, in order, with SQNs that keep rising") {
+    SimDevice a(lab.trust()), b(lab.trust());
+    lab.import_device(a.identity);
+    lab.import_device(b.identity);
+    Technician tech(lab);
+    auto ra = tech.register_sealed(a);
+    auto rb = tech.register_sealed(b);
+    REQUIRE(ra.receipt.status == 200);
+    REQUIRE(rb.receipt.status == 200);
+    REQUIRE(lab.admin("POST", "/v1/devices/" + b.identity.id.to_string() + "/deprovision", json{{"reason", "test"}}).status == 200);
+    auto core = lab.token_for("core-network");
+    const std::string unknown = "001019999999999";
+    auto v = lab.admin("POST", "/v1/vectors",
+                       json{{"requests",
+                             {{{"imsi", ra.imsi}, {"count", 2}, {"ind", 3}},
+                              {{"imsi", unknown}, {"count", 5}},
+                              {{"imsi", rb.imsi}},
+                              {{"imsi", ra.imsi}, {"ind", 4}}}}},
+                       core);
+    REQUIRE_MESSAGE(v.status == 200, v.raw);
+    const json& res = v.body["results"];
+    REQUIRE(res.size() == 4);
+    CHECK(res[0]["imsi"] == ra.imsi);
+    REQUIRE(res[0]["vectors"].size() == 2);
+    CHECK(res[1]["imsi"] == unknown);
+    CHECK(res[1]["problem"]["status"] == 404);
+    CHECK(res[1]["problem"]["type"] == "urn:credprov:problem:not-found");
+    CHECK_FALSE(res[1].contains("vectors"));
+    CHECK(res[2]["problem"]["status"] == 409);
+    CHECK(res[2]["problem"]["type"] == "urn:credprov:problem:subscriber-not-active");
+    REQUIRE(res[3]["vectors"].size() == 1);
+    // Both entries of one IMSI step its SQN in the order asked, with the IND
+    // each asked for; every vector authenticates at the device's USIM.
+    std::vector<std::uint64_t> sqns;
+    for (const json* e : {&res[0], &res[3]}) {
+        for (const auto& vec : (*e)["vectors"]) {
+            sqns.push_back(vec["sqn"].get<std::uint64_t>());
+            auto usim = aka::usim_authenticate(usim_keys(a), aka::UsimSqnState{}, aka::Rand{hex_array<16>(vec["rand"])},
+                                               aka::Autn{hex_array<16>(vec["autn"])});
+            REQUIRE(usim.ok());
+            const auto* ok = std::get_if<aka::AkaSuccess>(&*usim);
+            REQUIRE(ok != nullptr);
+            CHECK(to_hex(ByteView(ok->res.data(), ok->res.size())) == vec["xres"].get<std::string>());
+        }
+    }
+    REQUIRE(sqns.size() == 3);
+    CHECK(aka::ind_of(aka::Sqn(sqns[0])) == 3);
+    CHECK(aka::ind_of(aka::Sqn(sqns[2])) == 4);
+    CHECK(aka::seq_of(aka::Sqn(sqns[0])) < aka::seq_of(aka::Sqn(sqns[1])));
+    CHECK(aka::seq_of(aka::Sqn(sqns[1])) < aka::seq_of(aka::Sqn(sqns[2])));
+    // The batch's SQNs are durable: the next single request goes on from them.
+    auto next = lab.admin("POST", "/v1/subscribers/" + ra.imsi + "/vectors", json::object(), core);
+    REQUIRE(next.status == 200);
+    CHECK(aka::seq_of(aka::Sqn(next.body["vectors"][0]["sqn"].get<std::uint64_t>())) == aka::seq_of(aka::Sqn(sqns[2])) + 1);
+    // The refusal of the deprovisioned subscriber is audited.
+    auto log = lab.admin("GET", "/v1/audit?limit=500");
+    REQUIRE(log.status == 200);
+    bool refusal = false;
+    for (const auto& e : log.body["items"]) {
+        refusal = refusal || (e["action"] == "aka.vectors" && e["target"] == "imsi:" + rb.imsi &&
+                              e["outcome"] == "rejected:subscriber-not-active");
+    }
+    CHECK(refusal);
+}
+
+BACKEND_TEST(vectors_batch_refusals, "POST /v1/vectors refuses a malformed or oversized batch whole, and other roles") {
+    auto core = lab.token_for("core-network");
+    json many = json::array();
+    for (int i = 0; i <= 64; ++i) many.push_back({{"imsi", "001010000000001"}});
+    auto big = lab.admin("POST", "/v1/vectors", json{{"requests", many}}, core);
+    CHECK(big.status == 400);
+    CHECK(big.body["detail"].get<std::string>().find("1 to 64") != std::string::npos);
+    CHECK(lab.admin("POST", "/v1/vectors", json{{"requests", json::array()}}, core).status == 400);
+    auto bad = lab.admin("POST", "/v1/vectors",
+                         json{{"requests", {{{"imsi", "001010000000001"}}, {{"imsi", "00101x"}}}}}, core);
+    CHECK(bad.status == 400);
+    CHECK(bad.body["detail"].get<std::string>().find("requests[1]") != std::string::npos);
+    auto extra = lab.admin("POST", "/v1/vectors", json{{"requests", {{{"imsi", "001010000000001"}, {"k", "00"}}}}}, core);
+    CHECK(extra.status == 400);
+    CHECK(extra.body["detail"].get<std::string>().find("unknown field 'k'") != std::string::npos);
+    auto count = lab.admin("POST", "/v1/vectors", json{{"requests", {{{"imsi", "001010000000001"}, {"count", 6}}}}}, core);
+    CHECK(count.status == 400);
+    auto auditor = lab.token_for("auditor");
+    CHECK(lab.admin("POST", "/v1/vectors", json{{"requests", {{{"imsi", "001010000000001"}}}}}, auditor).status == 403);
+    CHECK(lab.anon("POST", "/v1/vectors", json{{"requests", {{{"imsi", "001010000000001"}}}}}).status == 401);
+}
+
 namespace {
 // TS 35.208 test set 1's OP.
 LabOptions with_op() {

@@ -9,6 +9,7 @@
 // failing operation, never a parameter value (parameters may be secrets).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -76,6 +77,10 @@ public:
 
     // Applies the versioned migrations that are not applied yet.
     [[nodiscard]] Status migrate();
+    // Transactions run again since start because the database asked for it
+    // (PostgreSQL deadlock, serialisation failure or unique-key race; SQLite
+    // busy): a gauge in /metrics, and what the multi-node tests watch.
+    [[nodiscard]] std::uint64_t retried() const noexcept { return retried_.load(std::memory_order_relaxed); }
     [[nodiscard]] Result<std::int64_t> schema_version();
 
     struct Pool;
@@ -86,6 +91,7 @@ private:
     Status run_grouped(const std::function<Status(Connection&)>& body);
     Dialect dialect_;
     std::unique_ptr<Pool> pool_;
+    std::atomic<std::uint64_t> retried_{0};
 };
 
 // Opens one connection (used by the pool and by tests that poke the database

@@ -135,6 +135,11 @@ public:
 
     // ---- AKA ------------------------------------------------------------------
     [[nodiscard]] Reply vectors(const Caller& c, const std::string& imsi, const json& body);
+    // Vectors for up to kMaxVectorBatch subscribers in one call and one
+    // transaction (a Diameter/GSUP gateway batching its serving nodes' asks);
+    // each entry answers on its own (vectors, or a problem).
+    static constexpr std::size_t kMaxVectorBatch = 64;
+    [[nodiscard]] Reply vectors_batch(const Caller& c, const json& body);
     [[nodiscard]] Reply resync(const Caller& c, const std::string& imsi, const json& body);
     [[nodiscard]] Reply attach_challenge(const Caller& c, const json& body);
     [[nodiscard]] Reply attach_response(const Caller& c, const json& body);
@@ -184,6 +189,9 @@ private:
     Result<json> core_drift(CoreConnector& core);
     void core_gauges(std::vector<Metrics::Gauge>& out);
     Result<SubscriberKeys> new_subscriber_keys() const;
+    struct VectorAsk;
+    struct VectorGrant;
+    Result<std::vector<VectorGrant>> grant_vectors(const Caller& c, const std::vector<VectorAsk>& asks);
     struct Vouched;
     struct ClaimedDevice;
     static Result<ClaimedDevice> claim_device(const json& device);
