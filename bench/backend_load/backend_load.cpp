@@ -41,6 +41,7 @@
 #include <thread>
 
 #include "backend_flows.hpp"
+#include "credprov/provisioner/backend_client.hpp"
 #include "bench_figures.hpp"
 
 using namespace credprov;
@@ -179,6 +180,13 @@ int main(int argc, char** argv) {
             if (lab.admin("POST", "/v1/inventory", json{{"devices", part}}).status != 200) throw std::runtime_error("inventory");
         }
         Technician tech(lab);
+        // Each client is a provisioner's own HTTP client (the CLI's and the
+        // app's), which keeps its connection between a session's requests.
+        std::vector<std::unique_ptr<provisioner::BackendClient>> backends;
+        for (int c = 0; c < clients; ++c) {
+            backends.push_back(std::make_unique<provisioner::BackendClient>("http://127.0.0.1:" + std::to_string(lab.port), "",
+                                                                             &tech.key, 20));
+        }
         std::vector<Pending> regs(static_cast<std::size_t>(devices));
         std::atomic<int> failures{0};
         std::mutex first_error_lock;
@@ -186,17 +194,26 @@ int main(int argc, char** argv) {
 
         // Phase 1 (timed): token and sealed bundle.
         double cpu_before = backend_cpu_seconds(lab);
-        const auto front_wall = run_parallel(clients, devices, [&](int, int i) {
+        const auto front_wall = run_parallel(clients, devices, [&](int c, int i) {
             SimDevice& d = *sims[static_cast<std::size_t>(i)];
             Pending& p = regs[static_cast<std::size_t>(i)];
+            provisioner::BackendClient& backend = *backends[static_cast<std::size_t>(c)];
             const auto t0 = Clock::now();
-            p.token = tech.token(d.identity.id);
+            auto tok = backend.post("/v1/tokens", json{{"device_id", d.identity.id.to_string()},
+                                                       {"operations", {"deliver-sealed", "query"}},
+                                                       {"ttl_s", 600}});
             const auto t1 = Clock::now();
-            p.minted = tech.mint(d);
+            auto minted = backend.post("/v1/bundles", json{{"device", BackendLab::device_json(d.identity)}});
             const auto t2 = Clock::now();
             p.front_ms = ms(t2 - t0);
             p.mint_ms = ms(t2 - t1);
-            if (!p.token || p.minted.status != 201) ++failures;
+            if (tok.status != 201 || minted.status != 201) {
+                ++failures;
+                return;
+            }
+            p.token = SignedObject::decode(*backend::base64_decode(tok.body["token"].get<std::string>())).value();
+            p.minted.status = minted.status;
+            p.minted.body = minted.body;
         });
         if (failures > 0) throw std::runtime_error(std::to_string(failures.load()) + " tokens or bundles failed");
         double register_cpu = backend_cpu_seconds(lab) - cpu_before;
@@ -217,14 +234,15 @@ int main(int argc, char** argv) {
 
         // Phase 2 (timed): receipts.
         cpu_before = backend_cpu_seconds(lab);
-        const auto receipt_wall = run_parallel(clients, devices, [&](int, int i) {
+        const auto receipt_wall = run_parallel(clients, devices, [&](int c, int i) {
             Pending& p = regs[static_cast<std::size_t>(i)];
             const auto t0 = Clock::now();
-            auto r = tech.submit(p.minted.body["object_id"].get<std::string>(), *p.receipt);
+            auto r = backends[static_cast<std::size_t>(c)]->post(
+                "/v1/receipts", json{{"object_id", p.minted.body["object_id"]}, {"receipt", backend::base64_encode(p.receipt->encode())}});
             p.receipt_ms = ms(Clock::now() - t0);
             if (r.status != 200 && failures++ == 0) {
                 std::lock_guard lock(first_error_lock);
-                first_error = "HTTP " + std::to_string(r.status) + " " + r.raw;
+                first_error = r.describe();
             }
         });
         if (failures > 0) throw std::runtime_error(std::to_string(failures.load()) + " receipts failed, the first: " + first_error);

@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 
+#include <chrono>
 #include <ctime>
 
 #include "credprov/common/request_auth.hpp"
@@ -37,6 +38,11 @@ BackendClient::BackendClient(std::string base_url, std::string ca_file, const cr
     impl_->cli.set_connection_timeout(timeout_s, 0);
     impl_->cli.set_read_timeout(timeout_s, 0);
     impl_->cli.set_write_timeout(timeout_s, 0);
+    // One connection (one TLS handshake) for a session's requests: the token
+    // and the bundle go back to back; a connection the server has closed in
+    // the meantime (its keep-alive timeout) is opened again by the next request.
+    impl_->cli.set_keep_alive(true);
+    impl_->cli.set_tcp_nodelay(true);
     if (!ca_file.empty()) impl_->cli.set_ca_cert_path(ca_file.c_str());
     impl_->cli.enable_server_certificate_verification(true);
 }
@@ -56,9 +62,24 @@ BackendReply to_reply(const httplib::Result& r) {
     if (out.body.is_discarded()) out.body = json::object();
     return out;
 }
+
+// A kept connection the server closes (its keep-alive timeout) just as a
+// request goes out fails that request at once: send it again, once, on a new
+// connection. Every backend request may be repeated (the API's idempotency).
+template <typename Send>
+httplib::Result with_one_retry(Send send) {
+    const auto started = std::chrono::steady_clock::now();
+    auto r = send();
+    const bool quick = std::chrono::steady_clock::now() - started < std::chrono::seconds(1);
+    if (!r && quick && (r.error() == httplib::Error::Read || r.error() == httplib::Error::Write)) r = send();
+    return r;
+}
+
 }  // namespace
 
-BackendReply BackendClient::get(const std::string& path) { return to_reply(impl_->cli.Get(path)); }
+BackendReply BackendClient::get(const std::string& path) {
+    return to_reply(with_one_retry([&] { return impl_->cli.Get(path); }));
+}
 
 BackendReply BackendClient::post(const std::string& path, const json& body) {
     const std::string payload = body.dump();
@@ -67,7 +88,7 @@ BackendReply BackendClient::post(const std::string& path, const json& body) {
         const auto now = static_cast<std::uint64_t>(std::time(nullptr));
         headers.emplace("Authorization", sign_request(*key_, "POST", path, now, payload));
     }
-    return to_reply(impl_->cli.Post(path, headers, payload, "application/json"));
+    return to_reply(with_one_retry([&] { return impl_->cli.Post(path, headers, payload, "application/json"); }));
 }
 
 }  // namespace credprov::provisioner
