@@ -370,6 +370,15 @@ Reply Service::submit_receipt(const Caller& c, const json& body) {
     };
     if (checked) checked->valid = sealed_receipt_valid(checked->device_id, checked->object_hash, checked->identity_key);
     auto st = db_.transact([&](Connection& conn) -> Status {
+        // Rows are locked device first, then its subscriber, as the
+        // deprovisioning takes them: the two never wait on each other in a
+        // cycle (on PostgreSQL, a deadlock that costs a second). A bundle's
+        // device never changes, so the device the read above found is it.
+        if (checked) {
+            auto lock = conn.query("SELECT device_id FROM devices WHERE device_id = ?" + std::string(conn.for_update()),
+                                   {checked->device_id});
+            if (!lock) return lock.error();
+        }
         auto sub = conn.query("SELECT imsi, device_id, state, mode, object_hash, expires_at, receipt FROM subscribers "
                               "WHERE object_id = ?" + std::string(conn.for_update()),
                               {oid});
