@@ -41,20 +41,40 @@ AuditEntry from_row(const Row& r) {
 
 }  // namespace
 
-Status append_audit(Connection& c, AuditEntry& e) {
+Status append_audit(Connection& c, std::vector<AuditEntry>& entries) {
+    if (entries.empty()) return {};
     auto head = c.query(std::string("SELECT seq, hash FROM audit_head WHERE id = 1") + std::string(c.for_update()));
     if (!head) return head.error();
     if (head->empty()) return make_error(ErrorCode::storage, "audit head row is missing");
-    e.seq = head->front().i64(0) + 1;
-    e.prev_hash = head->front().str(1);
-    e.hash = entry_hash(e);
-    auto ins = c.exec(std::string("INSERT INTO audit_log (") + std::string(kColumns) +
-                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      {e.seq, e.at, e.actor, e.action, e.target, e.outcome, e.detail, e.remote, e.prev_hash, e.hash});
+    std::int64_t seq = head->front().i64(0);
+    std::string prev = head->front().str(1);
+    // One INSERT for all of them: three statements however many entries.
+    std::string sql = std::string("INSERT INTO audit_log (") + std::string(kColumns) + ") VALUES ";
+    std::vector<Value> params;
+    params.reserve(entries.size() * 10);
+    for (AuditEntry& e : entries) {
+        e.seq = ++seq;
+        e.prev_hash = prev;
+        e.hash = entry_hash(e);
+        prev = e.hash;
+        sql += params.empty() ? "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" : ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        for (Value v : {Value(e.seq), Value(e.at), Value(e.actor), Value(e.action), Value(e.target), Value(e.outcome),
+                        Value(e.detail), Value(e.remote), Value(e.prev_hash), Value(e.hash)}) {
+            params.push_back(std::move(v));
+        }
+    }
+    auto ins = c.exec(sql, params);
     if (!ins) return ins.error();
-    auto upd = c.exec("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", {e.seq, e.hash});
+    auto upd = c.exec("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", {seq, prev});
     if (!upd) return upd.error();
     return {};
+}
+
+Status append_audit(Connection& c, AuditEntry& e) {
+    std::vector<AuditEntry> one{std::move(e)};
+    auto st = append_audit(c, one);
+    e = std::move(one.front());
+    return st;
 }
 
 Result<AuditVerdict> verify_audit(Connection& c) {

@@ -175,8 +175,8 @@ Service::Service(BackendConfig config, Database& db, OperatorKeyring keys, DataK
                                                 .count());
       }) {}
 
-Status Service::audit(Connection& conn, const Caller& c, std::string_view action, const std::string& target,
-                      std::string_view outcome, const std::string& detail) {
+AuditEntry Service::audit_entry(const Caller& c, std::string_view action, const std::string& target,
+                                std::string_view outcome, const std::string& detail) {
     AuditEntry e;
     e.at = static_cast<std::int64_t>(now());
     e.actor = c.actor();
@@ -185,6 +185,12 @@ Status Service::audit(Connection& conn, const Caller& c, std::string_view action
     e.outcome = std::string(outcome);
     e.detail = detail;
     e.remote = c.remote;
+    return e;
+}
+
+Status Service::audit(Connection& conn, const Caller& c, std::string_view action, const std::string& target,
+                      std::string_view outcome, const std::string& detail) {
+    AuditEntry e = audit_entry(c, action, target, outcome, detail);
     return append_audit(conn, e);
 }
 

@@ -8,6 +8,7 @@
 #include "credprov/aka/network.hpp"
 #include "credprov/aka/sqn_scheme.hpp"
 #include "credprov/aka/text_input.hpp"
+#include "credprov/backend/audit.hpp"
 #include "credprov/backend/service.hpp"
 #include "request_fields.hpp"
 #include "service_internal.hpp"
@@ -93,6 +94,9 @@ Result<std::vector<Service::VectorGrant>> Service::grant_vectors(const Caller& c
     std::vector<VectorGrant> grants;
     auto st = db_.transact([&](Connection& conn) -> Status {
         grants.assign(asks.size(), VectorGrant{});
+        // One audit entry per subscriber, appended together at the end: the
+        // audit head (one lock for every writer) is held for one INSERT.
+        std::vector<AuditEntry> audits;
         for (const auto& [imsi, indices] : by_imsi) {
             auto sub = load_subscriber(conn, imsi);
             if (!sub) return sub.error();
@@ -103,10 +107,7 @@ Result<std::vector<Service::VectorGrant>> Service::grant_vectors(const Caller& c
                     grants[i].status = missing ? 404 : 409;
                     grants[i].refused = why;
                 }
-                if (!missing) {
-                    auto a = audit(conn, c, "aka.vectors", "imsi:" + imsi, "rejected:subscriber-not-active", why);
-                    if (!a) return a;
-                }
+                if (!missing) audits.push_back(audit_entry(c, "aka.vectors", "imsi:" + imsi, "rejected:subscriber-not-active", why));
                 continue;
             }
             std::shared_ptr<const aka::SubscriberKeys> keys;
@@ -134,10 +135,9 @@ Result<std::vector<Service::VectorGrant>> Service::grant_vectors(const Caller& c
             }
             auto upd = conn.exec("UPDATE subscribers SET sqn = ? WHERE imsi = ?", {static_cast<std::int64_t>(sqn.value()), imsi});
             if (!upd) return upd.error();
-            auto a = audit(conn, c, "aka.vectors", "imsi:" + imsi, "ok", std::to_string(issued) + " vectors");
-            if (!a) return a;
+            audits.push_back(audit_entry(c, "aka.vectors", "imsi:" + imsi, "ok", std::to_string(issued) + " vectors"));
         }
-        return {};
+        return append_audit(conn, audits);
     });
     if (!st) return st.error();
     return grants;

@@ -181,6 +181,50 @@ TEST_CASE("audit: the chain links every entry, an edit, a deletion or a reorderi
     CHECK(gap.first_bad == 2);
 }
 
+TEST_CASE("audit: several entries appended at once chain in order, after and before single ones") {
+    TempDb t;
+    auto entry = [](int i) {
+        AuditEntry e;
+        e.at = 2000 + i;
+        e.actor = "cli:test";
+        e.action = "test.many";
+        e.target = "n:" + std::to_string(i);
+        e.outcome = "ok";
+        e.remote = "local";
+        return e;
+    };
+    REQUIRE(t.db->transact([&](Connection& c) {
+                  AuditEntry e = entry(0);
+                  return append_audit(c, e);
+              }).ok());
+    std::vector<AuditEntry> many;
+    for (int i = 1; i <= 40; ++i) many.push_back(entry(i));
+    REQUIRE(t.db->transact([&](Connection& c) { return append_audit(c, many); }).ok());
+    CHECK(many.front().seq == 2);
+    CHECK(many.back().seq == 41);
+    CHECK(many[1].prev_hash == many[0].hash);
+    std::vector<AuditEntry> none;
+    REQUIRE(t.db->transact([&](Connection& c) { return append_audit(c, none); }).ok());
+    REQUIRE(t.db->transact([&](Connection& c) {
+                  AuditEntry e = entry(41);
+                  auto st = append_audit(c, e);
+                  CHECK(e.seq == 42);
+                  CHECK(e.prev_hash == many.back().hash);
+                  return st;
+              }).ok());
+    REQUIRE(t.db->read([&](Connection& c) -> Status {
+                  auto v = verify_audit(c);
+                  if (!v) return v.error();
+                  CHECK(v->ok);
+                  CHECK(v->entries == 42);
+                  auto listed = list_audit(c, 0, 100);
+                  if (!listed) return listed.error();
+                  REQUIRE(listed->size() == 42);
+                  for (std::size_t i = 0; i < listed->size(); ++i) CHECK((*listed)[i].target == "n:" + std::to_string(i));
+                  return {};
+              }).ok());
+}
+
 TEST_CASE("configuration: defaults, relative paths, and errors with file and line") {
     auto ok = parse_backend_config("[server]\nallow_plain_http = true\n[storage]\ndatabase = \"sqlite:db/x.db\"\n", "b.toml", "/etc/cp");
     REQUIRE(ok.ok());

@@ -31,6 +31,8 @@ struct AuditEntry {
 
 // Appends inside the caller's transaction; fills seq, prev_hash and hash.
 [[nodiscard]] Status append_audit(Connection& c, AuditEntry& e);
+// The same for several entries, chained in order, in one INSERT.
+[[nodiscard]] Status append_audit(Connection& c, std::vector<AuditEntry>& entries);
 
 struct AuditVerdict {
     bool ok{true};

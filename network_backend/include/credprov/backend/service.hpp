@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "credprov/backend/audit.hpp"
 #include "credprov/backend/config.hpp"
 #include "credprov/backend/core_connector.hpp"
 #include "credprov/backend/database.hpp"
@@ -181,6 +182,8 @@ private:
                  std::string_view slug, std::string_view title, std::string detail);
     Status audit(Connection& conn, const Caller& c, std::string_view action, const std::string& target,
                  std::string_view outcome, const std::string& detail = {});
+    AuditEntry audit_entry(const Caller& c, std::string_view action, const std::string& target, std::string_view outcome,
+                           const std::string& detail = {});
     Reply storage_failure(const Error& e);
     Result<std::string> allocate_imsi(Connection& conn);
     // Queues a change for the core connector in the caller's transaction;
