@@ -132,6 +132,14 @@ std::unique_ptr<Database> open_database(const BackendConfig& cfg, bool migrate) 
     return std::move(*db);
 }
 
+// This node's keys against the ones the database records (the first node
+// records them): a node with another data or operator key ends here.
+void claim_keys(Service& service) {
+    if (auto st = service.claim_deployment_keys(); !st) {
+        throw Failure{st.error().code == ErrorCode::not_owner ? kKeys : kStorage, st.error().message};
+    }
+}
+
 // Everything a local admin command needs, opened from the configuration.
 // The OP of [subscribers] op_file into the service, checked at start so a
 // bad OP file fails loudly rather than at the first registration.
@@ -155,6 +163,7 @@ struct Local {
         if (!data) throw Failure{kKeys, data.error().message};
         service = std::make_unique<Service>(cfg, *db, load_keyring(cfg), std::move(*data), metrics);
         load_op(*service, cfg);
+        claim_keys(*service);
         caller.kind = Caller::Kind::local;
         const char* user = std::getenv("USER");
         caller.id = user ? user : "root";
@@ -218,6 +227,7 @@ int serve(const std::string& config_path, const std::string& listen_override, in
     Metrics metrics;
     Service service(cfg, *db, load_keyring(cfg), std::move(*data), metrics);
     load_op(service, cfg);
+    claim_keys(service);
     // Before any thread starts: a bad [core] or an old schema ends here.
     auto core = open_core(cfg, *db);
     ApiServer server(service, metrics, log);
@@ -320,6 +330,24 @@ int init(const std::string& config_path, const std::string& root_key, const std:
     BackendConfig cfg = load_config_or_throw(config_path);
     const auto key_path = cfg.resolve(cfg.operator_key);
     const auto data_path = cfg.resolve(cfg.data_key);
+    if (!std::filesystem::exists(key_path) || !std::filesystem::exists(data_path)) {
+        // New keys only for a new deployment: on a database another node
+        // already serves, a further node must hold that node's keys.
+        auto db = open_database(cfg, true);
+        std::string recorded;
+        auto st = db->read([&](Connection& c) -> Status {
+            auto rows = c.query("SELECT operator_sign_key FROM deployment_keys WHERE id = 1");
+            if (!rows) return rows.error();
+            if (!rows->empty()) recorded = rows->front().str(0);
+            return {};
+        });
+        if (!st) throw Failure{kStorage, st.error().message};
+        if (!recorded.empty()) {
+            throw Failure{kKeys, "this database already serves a deployment (operator key " + recorded.substr(0, 16) +
+                                     "…); no new keys were made: copy operator.key, data.key, operator.cert and "
+                                     "operator-keys.d/ from one of its nodes, then run init again"};
+        }
+    }
     if (!std::filesystem::exists(key_path)) {
         const auto seeds = KeySeeds::random();
         if (auto st = write_key_file(key_path, seeds, passphrase_from(cfg.passphrase_env)); !st) {

@@ -90,6 +90,14 @@ Result<aka::SubscriberKeys> DataKey::open_for_aka(const std::string& imsi, const
                                                aka::SubscriberKeys::KeyView(plain.data() + 16, 16));
 }
 
+std::string DataKey::id() const {
+    static constexpr std::string_view kText = "credprov/v1 data-key id";
+    std::array<unsigned char, 16> out{};
+    crypto_generichash(out.data(), out.size(), reinterpret_cast<const unsigned char*>(kText.data()), kText.size(),
+                       key_.data(), key_.size());
+    return to_hex(ByteView(out.data(), out.size()));
+}
+
 Status DataKey::open_into(const std::string& imsi, const std::string& sealed_hex, SecretBytes& plain) const {
     Bytes in;
     if (!from_hex(sealed_hex, in) || in.size() != kNonceBytes + 32 + kTagBytes) {

@@ -366,6 +366,65 @@ Reply Service::health() {
     return Reply::success({{"status", "ok"}, {"storage", std::string(db_.engine())}, {"schema_version", *version}});
 }
 
+Status Service::claim_deployment_keys() {
+    constexpr std::int64_t kSchema = 5;  // deployment_keys
+    auto version = db_.schema_version();
+    if (!version) return version.error();
+    if (*version < kSchema) {
+        return make_error(ErrorCode::bad_state, "the database schema is version " + std::to_string(*version) +
+                                                    "; this program needs " + std::to_string(kSchema) +
+                                                    ": stop every node and run 'credprov-backend migrate' first");
+    }
+    const std::string mine = to_hex(keys_.current.sign.public_key);
+    const std::string data_id = data_key_.id();
+    std::string problem;
+    Caller node;
+    node.kind = Caller::Kind::local;
+    node.id = "node";
+    node.remote = "local";
+    auto st = db_.transact([&](Connection& conn) -> Status {
+        auto rows = conn.query("SELECT operator_sign_key, data_key_id FROM deployment_keys WHERE id = 1" +
+                               std::string(conn.for_update()));
+        if (!rows) return rows.error();
+        if (rows->empty()) {
+            auto ins = conn.exec("INSERT INTO deployment_keys (id, operator_sign_key, data_key_id, recorded_at) VALUES "
+                                 "(1, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                                 {mine, data_id, static_cast<std::int64_t>(now())});
+            if (!ins) return ins.error();
+            if (*ins == 1) return audit(conn, node, "deployment.keys", "operator:" + mine.substr(0, 16), "ok",
+                                        "recorded the operator key and the data key id");
+            // Another node recorded them first: compare with those.
+            rows = conn.query("SELECT operator_sign_key, data_key_id FROM deployment_keys WHERE id = 1");
+            if (!rows) return rows.error();
+        }
+        const std::string recorded_op = rows->front().str(0), recorded_data = rows->front().str(1);
+        if (recorded_data != data_id) {
+            problem = "the data key is not the one this database's subscriber keys are encrypted with (its id is " +
+                      data_id.substr(0, 16) + "…, the database's " + recorded_data.substr(0, 16) +
+                      "…): copy data.key from a node that serves this database";
+            return {};
+        }
+        if (recorded_op == mine) return {};
+        const bool rotated_here = std::any_of(keys_.retired.begin(), keys_.retired.end(), [&](const OperatorIdentity& r) {
+            return to_hex(r.sign.public_key) == recorded_op;
+        });
+        if (!rotated_here) {
+            problem = "the operator key " + mine.substr(0, 16) + "… is not this deployment's (" + recorded_op.substr(0, 16) +
+                      "…): copy operator.key, operator.cert and operator-keys.d/ from a node that serves this database "
+                      "(after an 'operator rotate', from the node that rotated)";
+            return {};
+        }
+        auto upd = conn.exec("UPDATE deployment_keys SET operator_sign_key = ?, recorded_at = ? WHERE id = 1",
+                             {mine, static_cast<std::int64_t>(now())});
+        if (!upd) return upd.error();
+        return audit(conn, node, "deployment.keys", "operator:" + mine.substr(0, 16), "ok",
+                     "the operator key rotated from " + recorded_op.substr(0, 16));
+    });
+    if (!st) return st.error();
+    if (!problem.empty()) return make_error(ErrorCode::not_owner, problem);
+    return {};
+}
+
 std::vector<Metrics::Gauge> Service::gauges() {
     Metrics::Gauge subs{"credprov_subscribers", "Subscribers by state.", {}};
     Metrics::Gauge field{"credprov_field_authorisations", "Field authorisations by state.", {}};

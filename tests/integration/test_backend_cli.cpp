@@ -152,6 +152,70 @@ TEST_CASE("backend cli: an offline root certifies the operator key, rotation kee
     std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("backend cli: a further node without the deployment's keys makes none, and one with other keys refuses to start") {
+    const auto dir = temp_dir();
+    const auto a = dir / "a", b = dir / "b", other = dir / "other";
+    for (const auto& d : {a, b, other}) std::filesystem::create_directories(d);
+    // Node B and node A share A's database (an absolute path).
+    const std::string shared = kPlain + "[storage]\ndatabase = \"sqlite:" + (a / "backend.db").string() + "\"\n";
+    write(a / "backend.toml", shared);
+    write(b / "backend.toml", shared);
+    write(other / "backend.toml", kPlain);
+    auto both = [](const std::filesystem::path& cfg, const std::string& args) {
+        return run_command({"/bin/sh", "-c", "exec \"$0\" -c \"$1\" " + args + " 2>&1", CREDPROV_BACKEND, cfg.string()});
+    };
+    auto first = run_command({CREDPROV_BACKEND, "-c", (a / "backend.toml").string(), "init"});
+    REQUIRE(first.exit_code == 0);
+    const std::string sign_key = json::parse(first.out)["operator"]["sign_key"].get<std::string>();
+    REQUIRE(run_command({CREDPROV_BACKEND, "-c", (other / "backend.toml").string(), "init"}).exit_code == 0);
+
+    // init on B before its keys were copied: refused, and no key made there.
+    auto bare = both(b / "backend.toml", "init");
+    CHECK(bare.exit_code == 4);
+    CHECK(bare.out.find("already serves a deployment (operator key " + sign_key.substr(0, 16)) != std::string::npos);
+    CHECK(bare.out.find("copy operator.key, data.key") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(b / "operator.key"));
+    CHECK_FALSE(std::filesystem::exists(b / "data.key"));
+
+    // The right operator key with another deployment's data key: refused by
+    // init, serve and local commands alike, never told the key itself.
+    std::filesystem::copy_file(a / "operator.key", b / "operator.key");
+    std::filesystem::copy_file(other / "data.key", b / "data.key");
+    for (const char* args : {"init", "serve", "admin-token list"}) {
+        CAPTURE(args);
+        auto refused = both(b / "backend.toml", args);
+        CHECK(refused.exit_code == 4);
+        CHECK(refused.out.find("the data key is not the one this database") != std::string::npos);
+        CHECK(refused.out.find("copy data.key") != std::string::npos);
+    }
+    // Another deployment's operator key with the right data key: refused too.
+    std::filesystem::copy_file(a / "data.key", b / "data.key", std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(other / "operator.key", b / "operator.key", std::filesystem::copy_options::overwrite_existing);
+    auto wrong_op = both(b / "backend.toml", "init");
+    CHECK(wrong_op.exit_code == 4);
+    CHECK(wrong_op.out.find("is not this deployment's (" + sign_key.substr(0, 16)) != std::string::npos);
+    // With A's keys, B is a node of the deployment.
+    std::filesystem::copy_file(a / "operator.key", b / "operator.key", std::filesystem::copy_options::overwrite_existing);
+    auto joined = run_command({CREDPROV_BACKEND, "-c", (b / "backend.toml").string(), "init"});
+    REQUIRE(joined.exit_code == 0);
+    CHECK(json::parse(joined.out)["operator"]["sign_key"] == sign_key);
+
+    // A rotates its operator key: A goes on, and B, still with the old key,
+    // is refused until it gets the new key files.
+    auto rotated = run_command({CREDPROV_BACKEND, "-c", (a / "backend.toml").string(), "operator", "rotate"});
+    REQUIRE(rotated.exit_code == 0);
+    CHECK(run_command({CREDPROV_BACKEND, "-c", (a / "backend.toml").string(), "admin-token", "list"}).exit_code == 0);
+    auto stale = both(b / "backend.toml", "admin-token list");
+    CHECK(stale.exit_code == 4);
+    CHECK(stale.out.find("after an 'operator rotate', from the node that rotated") != std::string::npos);
+    std::filesystem::copy_file(a / "operator.key", b / "operator.key", std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy(a / "operator-keys.d", b / "operator-keys.d", std::filesystem::copy_options::recursive);
+    CHECK(run_command({CREDPROV_BACKEND, "-c", (b / "backend.toml").string(), "admin-token", "list"}).exit_code == 0);
+    auto log = run_command({CREDPROV_BACKEND, "-c", (a / "backend.toml").string(), "audit", "export"});
+    CHECK(log.out.find("deployment.keys") != std::string::npos);
+    std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("backend cli: HTTPS with a real certificate, a missing key file is a clear error") {
     const auto dir = temp_dir();
     const auto cfg = dir / "backend.toml";

@@ -55,6 +55,10 @@ public:
     // second guarded copy: every guarded allocation costs system calls, and
     // AKA opens keys on every vector request.
     [[nodiscard]] Result<aka::SubscriberKeys> open_for_aka(const std::string& imsi, const std::string& sealed_hex) const;
+    // Names this key without revealing it (32 hex digits of a keyed BLAKE2b
+    // of a fixed text): the database records it so that a node holding
+    // another data key refuses to start.
+    [[nodiscard]] std::string id() const;
 
 private:
     [[nodiscard]] Status open_into(const std::string& imsi, const std::string& sealed_hex, SecretBytes& plain) const;

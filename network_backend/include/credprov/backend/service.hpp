@@ -86,6 +86,13 @@ public:
     Service(BackendConfig config, Database& db, OperatorKeyring keys, DataKey data_key, Metrics& metrics,
             std::function<std::uint64_t()> clock = {});
 
+    // Records this node's operator key and data key id in the database if
+    // none are recorded, and refuses (ErrorCode::not_owner, with what to do)
+    // when the database records others: a node started with keys that do not
+    // belong to the deployment. A recorded operator key among this node's
+    // retired keys means `operator rotate` ran here: the record moves on.
+    [[nodiscard]] Status claim_deployment_keys();
+
     // Derives every new subscriber's OPc from its K and this OP
     // ([subscribers] op_file, read by load_op_file); without it OPc is random.
     void use_op(Secret<16> op) { op_ = std::move(op); }
