@@ -201,7 +201,7 @@ public:
     }
 
     Status remove(const std::string& imsi) override {
-        if (!valid_imsi(imsi)) return make_error(ErrorCode::malformed, "remove needs a 15-digit IMSI");
+        if (!valid_imsi(imsi)) return make_error(ErrorCode::malformed, "remove needs an IMSI of 6 to 15 digits");
         auto deleted = set("subscriber.delete", std::span<const char>(imsi.data(), imsi.size()));
         if (!deleted) return deleted.error();
         if (deleted->ok) return {};
@@ -213,7 +213,7 @@ public:
     }
 
     Result<std::optional<CoreRecord>> get(const std::string& imsi) override {
-        if (!valid_imsi(imsi)) return make_error(ErrorCode::malformed, "get needs a 15-digit IMSI");
+        if (!valid_imsi(imsi)) return make_error(ErrorCode::malformed, "get needs an IMSI of 6 to 15 digits");
         const std::string var = "subscriber.by-imsi-" + imsi + ".info-all";
         const std::uint32_t id = next_id();
         auto payload = exchange(osmo_ctrl::encode_get(id, var), id);
