@@ -272,3 +272,38 @@ BACKEND_TEST_WITH(core_auto_reconcile, "core: with reconcile_interval_s, serve r
     // The log line follows the repair it reports: wait for it too.
     CHECK(eventually([&] { return read_file(lab.log).find("core drift repaired") != std::string::npos; }));
 }
+
+BACKEND_TEST_WITH(core_lease_takeover,
+                  "core: a change leased by a node that died mid-delivery waits for the lease to run out, then another node delivers it",
+                  core_options()) {
+    OsmoHlr hlr(core_address(lab));
+    hlr.kill();
+    Technician tech(lab);
+    auto p = provision(lab, tech);
+    lab.kill_server();
+    // As a node leaves it when it dies between claiming the change and
+    // marking it delivered: leased to that node for a few seconds more.
+    const auto lease_until = static_cast<std::int64_t>(std::time(nullptr)) + 4;
+    auto db = lab.db();
+    auto leased = db->exec("UPDATE core_outbox SET lease_owner = 'crashed-node', lease_until = ?, next_attempt_at = 0 "
+                           "WHERE done_at IS NULL",
+                           {lease_until});
+    REQUIRE(leased.ok());
+    REQUIRE(*leased == 1);
+    hlr.start();
+    lab.start(true);
+    // While the lease holds, the running node leaves the change alone...
+    while (std::time(nullptr) < lease_until - 1) {
+        CHECK(hlr.aud3g(p.imsi) == std::optional<std::string>("absent"));
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    // ...and once it has run out, takes it over and delivers it.
+    CHECK_MESSAGE(eventually([&] { return hlr.aud3g(p.imsi) == expected_aud3g(*p.device); }), p.imsi);
+    CHECK(std::time(nullptr) >= lease_until);
+    REQUIRE(outbox_drained(lab));
+    auto row = db->query("SELECT lease_owner, outcome FROM core_outbox WHERE imsi = ?", {p.imsi});
+    REQUIRE(row.ok());
+    REQUIRE(row->size() == 1);
+    CHECK(row->front().is_null(0));
+    CHECK(row->front().str(1) == "delivered");
+}
