@@ -500,7 +500,7 @@ Reply Service::import_inventory(const Caller& c, const json& body) {
         if (DeviceId::from_public_key(*identity) != *id) {
             return bad_request("devices[" + std::to_string(i) + "]: the device id is not the hash of its identity key");
         }
-        if (!verify_box_key(*identity, *box, *box_sig)) {
+        if (!box_key_signed(*identity, *box, *box_sig)) {
             return bad_request("devices[" + std::to_string(i) + "]: the box key is not signed by the identity key");
         }
         entries.push_back({*id, *identity, *box});

@@ -80,7 +80,7 @@ struct Service::ClaimedDevice {
 // (the id is the hash of the identity key, which signed the box key). Needs
 // no database, so callers check it before their write transaction: the
 // signature check then runs in parallel, not inside the serial group commit.
-Result<Service::ClaimedDevice> Service::claim_device(const json& device) {
+Result<Service::ClaimedDevice> Service::claim_device(const json& device) const {
     Fields f(device);
     auto id = f.device_id("device_id");
     auto identity = f.hex<32>("identity_key");
@@ -91,10 +91,19 @@ Result<Service::ClaimedDevice> Service::claim_device(const json& device) {
     if (DeviceId::from_public_key(*identity) != *id) {
         return make_error(ErrorCode::malformed, "the device id is not the hash of the identity key");
     }
-    if (!verify_box_key(*identity, *box, *box_sig)) {
+    if (!box_key_signed(*identity, *box, *box_sig)) {
         return make_error(ErrorCode::malformed, "the box key is not signed by the identity key");
     }
     return ClaimedDevice{*id, *identity, *box, std::move(attestation)};
+}
+
+bool Service::box_key_signed(const crypto::SignPublicKey& identity, const crypto::BoxPublicKey& box,
+                             const crypto::Signature& signature) const {
+    const auto name = VerifiedSignatures::name_of({as_bytes("device box key"), identity, box, signature});
+    if (verified_box_keys_.contains(name)) return true;
+    if (!verify_box_key(identity, box, signature)) return false;
+    verified_box_keys_.insert(name);
+    return true;
 }
 
 Result<Service::Vouched> Service::vouch_device(Connection& conn, const Caller& c, const json& device, std::string& refusal) {

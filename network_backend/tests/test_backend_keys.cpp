@@ -7,6 +7,7 @@
 
 #include "credprov/backend/keys.hpp"
 #include "credprov/backend/request_auth.hpp"
+#include "credprov/backend/verified_signatures.hpp"
 
 using namespace credprov;
 using namespace credprov::backend;
@@ -127,4 +128,23 @@ TEST_CASE("request signature: header round trip, and every tampering detected") 
         CAPTURE(bad);
         CHECK_FALSE(parse_signature_header(bad).ok());
     }
+}
+
+TEST_CASE("verified signatures: a name per exact input, bounded, emptied when full") {
+    VerifiedSignatures set(3);
+    const ByteArray<4> a{1, 2, 3, 4}, b{1, 2, 3, 5};
+    const auto na = VerifiedSignatures::name_of({as_bytes("x"), a});
+    CHECK(na == VerifiedSignatures::name_of({as_bytes("x"), a}));
+    CHECK(na != VerifiedSignatures::name_of({as_bytes("x"), b}));
+    CHECK(na != VerifiedSignatures::name_of({as_bytes("y"), a}));
+    CHECK_FALSE(set.contains(na));
+    set.insert(na);
+    CHECK(set.contains(na));
+    CHECK_FALSE(set.contains(VerifiedSignatures::name_of({as_bytes("x"), b})));
+    for (std::uint8_t i = 0; i < 2; ++i) set.insert(VerifiedSignatures::name_of({ByteView(&i, 1)}));
+    CHECK(set.size() == 3);
+    const std::uint8_t more = 9;
+    set.insert(VerifiedSignatures::name_of({ByteView(&more, 1)}));  // full: emptied first
+    CHECK(set.size() == 1);
+    CHECK_FALSE(set.contains(na));
 }

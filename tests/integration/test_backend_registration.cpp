@@ -142,6 +142,24 @@ BACKEND_TEST(vectors_batch_refusals, "POST /v1/vectors refuses a malformed or ov
     CHECK(lab.anon("POST", "/v1/vectors", json{{"requests", {{{"imsi", "001010000000001"}}}}}).status == 401);
 }
 
+BACKEND_TEST(box_signature_checked, "a bundle request with a box-key signature that does not verify is refused, however often the right one came") {
+    SimDevice dev(lab.trust());
+    lab.import_device(dev.identity);  // its import verified the right signature
+    Technician tech(lab);
+    json device = BackendLab::device_json(dev.identity);
+    std::string forged = device["box_signature"].get<std::string>();
+    forged[0] = forged[0] == '0' ? '1' : '0';
+    for (int i = 0; i < 2; ++i) {
+        device["box_signature"] = forged;
+        auto bad = tech.post("/v1/bundles", json{{"device", device}});
+        CHECK(bad.status == 400);
+        CHECK(bad.body["detail"].get<std::string>().find("box key is not signed") != std::string::npos);
+        device["box_signature"] = to_hex(dev.identity.box_signature);
+        auto good = tech.post("/v1/bundles", json{{"device", device}});
+        CHECK(good.status == (i == 0 ? 201 : 200));
+    }
+}
+
 namespace {
 // TS 35.208 test set 1's OP.
 LabOptions with_op() {

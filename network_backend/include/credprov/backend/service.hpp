@@ -26,6 +26,7 @@
 #include "credprov/backend/keys.hpp"
 #include "credprov/backend/metrics.hpp"
 #include "credprov/backend/request_auth.hpp"
+#include "credprov/backend/verified_signatures.hpp"
 #include "credprov/protocol/identifiers.hpp"
 
 namespace credprov::backend {
@@ -204,7 +205,11 @@ private:
     Result<std::vector<VectorGrant>> grant_vectors(const Caller& c, const std::vector<VectorAsk>& asks);
     struct Vouched;
     struct ClaimedDevice;
-    static Result<ClaimedDevice> claim_device(const json& device);
+    Result<ClaimedDevice> claim_device(const json& device) const;
+    // The device's box key signed by its identity key: verified once per
+    // process and triple, then answered from verified_box_keys_.
+    [[nodiscard]] bool box_key_signed(const crypto::SignPublicKey& identity, const crypto::BoxPublicKey& box,
+                                      const crypto::Signature& signature) const;
     Result<Vouched> vouch_device(Connection& conn, const Caller& c, const ClaimedDevice& claim, std::string& refusal);
     Result<Vouched> vouch_device(Connection& conn, const Caller& c, const json& device, std::string& refusal);
 
@@ -215,6 +220,7 @@ private:
     Metrics& metrics_;
     std::function<std::uint64_t()> clock_;
     std::optional<Secret<16>> op_;  // operator variant OP, when OPc is derived from it
+    mutable VerifiedSignatures verified_box_keys_;
 };
 
 // Reads the 16-byte OP from a 0600 file holding 32 hex digits.
