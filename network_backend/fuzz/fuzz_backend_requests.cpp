@@ -73,7 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     json body = json::parse(text, nullptr, false);
     if (body.is_discarded()) return 0;
     Service& s = *f.service;
-    switch (selector % 16) {
+    switch (selector % 17) {
         case 0: check(s.enrol_provisioner(f.admin, body)); break;
         case 1: check(s.import_inventory(f.admin, body)); break;
         case 2: check(s.create_admin_token(f.admin, body)); break;
@@ -89,6 +89,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         case 12: check(s.deprovision_device(f.admin, body.is_object() ? body.value("device", std::string("x")) : "x", body)); break;
         case 13: check(s.create_enrolment_token(f.admin, body)); break;
         case 14: check(s.enrol_with_token(f.admin, body)); break;
+        case 15: check(s.vectors_batch(f.admin, body)); break;
         default: check(s.revoke_provisioner(f.admin, "prv_fuzz", body)); break;
     }
     return 0;
