@@ -77,11 +77,21 @@ Result<std::vector<Service::VectorGrant>> Service::grant_vectors(const Caller& c
         std::shared_ptr<const aka::SubscriberKeys> keys;
     };
     std::map<std::string, Opened> opened;
+    // Every statement names all the batch's IMSIs at once: one round trip
+    // each on PostgreSQL, however many subscribers.
+    std::vector<Value> imsis;
+    std::string in_list;
+    for (const auto& [imsi, _] : by_imsi) {
+        in_list += imsis.empty() ? "?" : ", ?";
+        imsis.emplace_back(imsi);
+    }
     auto pre = db_.read([&](Connection& conn) -> Status {
-        for (const auto& [imsi, _] : by_imsi) {
-            auto rows = conn.query("SELECT keys_enc FROM subscribers WHERE imsi = ? AND state = 'active'", {imsi});
-            if (!rows) return rows.error();
-            if (!rows->empty()) opened[imsi].enc = rows->front().str(0);
+        // By IMSI alone: with "state = 'active'" too, SQLite's planner picks
+        // the state index and walks every active subscriber.
+        auto rows = conn.query("SELECT imsi, state, keys_enc FROM subscribers WHERE imsi IN (" + in_list + ")", imsis);
+        if (!rows) return rows.error();
+        for (const Row& r : *rows) {
+            if (r.str(1) == "active") opened[r.str(0)].enc = r.str(2);
         }
         return {};
     });
@@ -97,12 +107,21 @@ Result<std::vector<Service::VectorGrant>> Service::grant_vectors(const Caller& c
         // One audit entry per subscriber, appended together at the end: the
         // audit head (one lock for every writer) is held for one INSERT.
         std::vector<AuditEntry> audits;
+        auto rows = conn.query("SELECT imsi, state, keys_enc, amf, sqn, device_id FROM subscribers WHERE imsi IN (" + in_list +
+                                   ") ORDER BY imsi" + std::string(conn.for_update()),
+                               imsis);
+        if (!rows) return rows.error();
+        std::map<std::string, ActiveSubscriber> found;
+        for (const Row& r : *rows) found.emplace(r.str(0), ActiveSubscriber{r.str(1), r.str(2), r.str(3), r.i64(4), r.str(5)});
+        std::string set_sqn;  // CASE imsi WHEN ? THEN ? ... for one UPDATE
+        std::vector<Value> set_params, set_imsis;
         for (const auto& [imsi, indices] : by_imsi) {
-            auto sub = load_subscriber(conn, imsi);
-            if (!sub) return sub.error();
-            if (!*sub || (*sub)->state != "active") {
-                const bool missing = !*sub;
-                const std::string why = missing ? "" : "the subscriber is " + (*sub)->state + "; only an active subscriber authenticates";
+            const auto at = found.find(imsi);
+            const std::optional<ActiveSubscriber> sub =
+                at == found.end() ? std::nullopt : std::optional<ActiveSubscriber>(at->second);
+            if (!sub || sub->state != "active") {
+                const bool missing = !sub;
+                const std::string why = missing ? "" : "the subscriber is " + sub->state + "; only an active subscriber authenticates";
                 for (const std::size_t i : indices) {
                     grants[i].status = missing ? 404 : 409;
                     grants[i].refused = why;
@@ -111,16 +130,16 @@ Result<std::vector<Service::VectorGrant>> Service::grant_vectors(const Caller& c
                 continue;
             }
             std::shared_ptr<const aka::SubscriberKeys> keys;
-            if (auto o = opened.find(imsi); o != opened.end() && o->second.enc == (*sub)->keys_enc) {
+            if (auto o = opened.find(imsi); o != opened.end() && o->second.enc == sub->keys_enc) {
                 keys = o->second.keys;
             } else {
-                auto k = data_key_.open_for_aka(imsi, (*sub)->keys_enc);
+                auto k = data_key_.open_for_aka(imsi, sub->keys_enc);
                 if (!k) return k.error();
                 keys = std::make_shared<const aka::SubscriberKeys>(std::move(*k));
             }
-            auto amf = aka::parse_amf((*sub)->amf);
+            auto amf = aka::parse_amf(sub->amf);
             if (!amf) return amf.error();
-            aka::Sqn sqn(static_cast<std::uint64_t>((*sub)->sqn));
+            aka::Sqn sqn(static_cast<std::uint64_t>(sub->sqn));
             std::size_t issued = 0;
             for (const std::size_t i : indices) {
                 for (std::int64_t n = 0; n < asks[i].count; ++n) {
@@ -133,9 +152,22 @@ Result<std::vector<Service::VectorGrant>> Service::grant_vectors(const Caller& c
                 grants[i].amf = *amf;
                 issued += grants[i].sqns.size();
             }
-            auto upd = conn.exec("UPDATE subscribers SET sqn = ? WHERE imsi = ?", {static_cast<std::int64_t>(sqn.value()), imsi});
-            if (!upd) return upd.error();
+            set_sqn += " WHEN ? THEN CAST(? AS BIGINT)";
+            set_params.emplace_back(imsi);
+            set_params.emplace_back(static_cast<std::int64_t>(sqn.value()));
+            set_imsis.emplace_back(imsi);
             audits.push_back(audit_entry(c, "aka.vectors", "imsi:" + imsi, "ok", std::to_string(issued) + " vectors"));
+        }
+        if (!set_imsis.empty()) {
+            std::string in_set;
+            for (std::size_t i = 0; i < set_imsis.size(); ++i) in_set += i == 0 ? "?" : ", ?";
+            set_params.insert(set_params.end(), set_imsis.begin(), set_imsis.end());
+            auto upd = conn.exec("UPDATE subscribers SET sqn = CASE imsi" + set_sqn + " END WHERE imsi IN (" + in_set + ")",
+                                 set_params);
+            if (!upd) return upd.error();
+            if (*upd != static_cast<std::int64_t>(set_imsis.size())) {
+                return make_error(ErrorCode::storage, "the SQN update changed another number of subscribers than it locked");
+            }
         }
         return append_audit(conn, audits);
     });
