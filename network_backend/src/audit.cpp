@@ -57,7 +57,7 @@ Status append_audit(Connection& c, std::vector<AuditEntry>& entries) {
         e.prev_hash = prev;
         e.hash = entry_hash(e);
         prev = e.hash;
-        sql += params.empty() ? "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" : ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        sql += (params.empty() ? "(" : ", (") + placeholders(10) + ")";
         for (Value v : {Value(e.seq), Value(e.at), Value(e.actor), Value(e.action), Value(e.target), Value(e.outcome),
                         Value(e.detail), Value(e.remote), Value(e.prev_hash), Value(e.hash)}) {
             params.push_back(std::move(v));

@@ -80,11 +80,8 @@ Result<std::vector<Service::VectorGrant>> Service::grant_vectors(const Caller& c
     // Every statement names all the batch's IMSIs at once: one round trip
     // each on PostgreSQL, however many subscribers.
     std::vector<Value> imsis;
-    std::string in_list;
-    for (const auto& [imsi, _] : by_imsi) {
-        in_list += imsis.empty() ? "?" : ", ?";
-        imsis.emplace_back(imsi);
-    }
+    for (const auto& [imsi, _] : by_imsi) imsis.emplace_back(imsi);
+    const std::string in_list = placeholders(imsis.size());
     auto pre = db_.read([&](Connection& conn) -> Status {
         // By IMSI alone: with "state = 'active'" too, SQLite's planner picks
         // the state index and walks every active subscriber.
@@ -117,8 +114,7 @@ Result<std::vector<Service::VectorGrant>> Service::grant_vectors(const Caller& c
         std::vector<Value> set_params, set_imsis;
         for (const auto& [imsi, indices] : by_imsi) {
             const auto at = found.find(imsi);
-            const std::optional<ActiveSubscriber> sub =
-                at == found.end() ? std::nullopt : std::optional<ActiveSubscriber>(at->second);
+            const ActiveSubscriber* sub = at == found.end() ? nullptr : &at->second;
             if (!sub || sub->state != "active") {
                 const bool missing = !sub;
                 const std::string why = missing ? "" : "the subscriber is " + sub->state + "; only an active subscriber authenticates";
@@ -159,8 +155,7 @@ Result<std::vector<Service::VectorGrant>> Service::grant_vectors(const Caller& c
             audits.push_back(audit_entry(c, "aka.vectors", "imsi:" + imsi, "ok", std::to_string(issued) + " vectors"));
         }
         if (!set_imsis.empty()) {
-            std::string in_set;
-            for (std::size_t i = 0; i < set_imsis.size(); ++i) in_set += i == 0 ? "?" : ", ?";
+            const std::string in_set = placeholders(set_imsis.size());
             set_params.insert(set_params.end(), set_imsis.begin(), set_imsis.end());
             auto upd = conn.exec("UPDATE subscribers SET sqn = CASE imsi" + set_sqn + " END WHERE imsi IN (" + in_set + ")",
                                  set_params);

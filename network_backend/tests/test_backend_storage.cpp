@@ -35,6 +35,18 @@ struct TempDb {
     }
 };
 
+// An audit entry of a test's own, numbered i.
+AuditEntry test_entry(int i, const std::string& action) {
+    AuditEntry e;
+    e.at = 1000 + i;
+    e.actor = "cli:test";
+    e.action = action;
+    e.target = "n:" + std::to_string(i);
+    e.outcome = "ok";
+    e.remote = "local";
+    return e;
+}
+
 }  // namespace
 
 TEST_CASE("database: migrations are versioned and idempotent") {
@@ -144,13 +156,7 @@ TEST_CASE("audit: the chain links every entry, an edit, a deletion or a reorderi
     TempDb t;
     for (int i = 0; i < 5; ++i) {
         REQUIRE(t.db->transact([&](Connection& c) {
-                      AuditEntry e;
-                      e.at = 1000 + i;
-                      e.actor = "cli:test";
-                      e.action = "test.step";
-                      e.target = "n:" + std::to_string(i);
-                      e.outcome = "ok";
-                      e.remote = "local";
+                      AuditEntry e = test_entry(i, "test.step");
                       return append_audit(c, e);
                   }).ok());
     }
@@ -183,16 +189,7 @@ TEST_CASE("audit: the chain links every entry, an edit, a deletion or a reorderi
 
 TEST_CASE("audit: several entries appended at once chain in order, after and before single ones") {
     TempDb t;
-    auto entry = [](int i) {
-        AuditEntry e;
-        e.at = 2000 + i;
-        e.actor = "cli:test";
-        e.action = "test.many";
-        e.target = "n:" + std::to_string(i);
-        e.outcome = "ok";
-        e.remote = "local";
-        return e;
-    };
+    auto entry = [](int i) { return test_entry(i, "test.many"); };
     REQUIRE(t.db->transact([&](Connection& c) {
                   AuditEntry e = entry(0);
                   return append_audit(c, e);

@@ -26,6 +26,13 @@ enum class Dialect : std::uint8_t { sqlite, postgres };
 
 using Value = std::variant<std::nullptr_t, std::int64_t, std::string>;
 
+// "?, ?, ?" for n bound parameters (an IN list, a row of a multi-row INSERT).
+[[nodiscard]] inline std::string placeholders(std::size_t n) {
+    std::string out;
+    for (std::size_t i = 0; i < n; ++i) out += i == 0 ? "?" : ", ?";
+    return out;
+}
+
 struct Row {
     std::vector<Value> cols;
     [[nodiscard]] bool is_null(std::size_t i) const { return std::holds_alternative<std::nullptr_t>(cols.at(i)); }
