@@ -115,6 +115,22 @@ Result<Service::Vouched> Service::vouch_device(Connection& conn, const Caller& c
 // The backend mints a subscriber only for a device it can vouch for: an
 // inventory entry an admin imported, or an attestation by a known
 // manufacturer. `refusal` is set (and no error returned) when it cannot.
+// The device as the backend recorded it (imported or attested before), its
+// row locked for the rest of the transaction; nullopt when it is unknown.
+Result<std::optional<Service::Vouched>> Service::recorded_device(Connection& conn, const DeviceId& id) {
+    auto rows = conn.query("SELECT identity_key, box_key, vouched_by, owner_counter, owner_key FROM devices WHERE "
+                           "device_id = ?" + std::string(conn.for_update()),
+                           {id.to_string()});
+    if (!rows) return rows.error();
+    if (rows->empty()) return std::optional<Vouched>{};
+    const Row& r = rows->front();
+    Vouched v{id, {}, {}, r.str(2), r.i64(3), r.str(4)};
+    if (!key_from_hex(r.str(0), v.identity) || !key_from_hex(r.str(1), v.box)) {
+        return make_error(ErrorCode::storage, "a stored device key is not 32 bytes of hex");
+    }
+    return std::optional<Vouched>{std::move(v)};
+}
+
 Result<Service::Vouched> Service::vouch_device(Connection& conn, const Caller&, const ClaimedDevice& claim,
                                                std::string& refusal) {
     const DeviceId* id = &claim.id;
@@ -122,20 +138,14 @@ Result<Service::Vouched> Service::vouch_device(Connection& conn, const Caller&, 
     const crypto::BoxPublicKey* box = &claim.box;
     const std::optional<SignedObject>& attestation = claim.attestation;
     Vouched v{*id, *identity, *box, {}, 0, {}};
-    auto rows = conn.query("SELECT identity_key, box_key, vouched_by, owner_counter, owner_key FROM devices WHERE "
-                           "device_id = ?" + std::string(conn.for_update()),
-                           {id->to_string()});
-    if (!rows) return rows.error();
-    if (!rows->empty()) {
-        const Row& r = rows->front();
-        if (r.str(0) != to_hex(*identity) || r.str(1) != to_hex(*box)) {
+    auto recorded = recorded_device(conn, *id);
+    if (!recorded) return recorded.error();
+    if (*recorded) {
+        if (!ct_equal((*recorded)->identity, *identity) || !ct_equal((*recorded)->box, *box)) {
             refusal = "the device is known with other keys";
             return v;
         }
-        v.vouched_by = r.str(2);
-        v.owner_counter = r.i64(3);
-        v.owner_key = r.str(4);
-        return v;
+        return std::move(**recorded);
     }
     if (!attestation) {
         refusal = "the device is not in the inventory and brings no manufacturer attestation";
@@ -165,6 +175,72 @@ Result<Service::Vouched> Service::vouch_device(Connection& conn, const Caller&, 
     return v;
 }
 
+// Mints the device's pending subscriber and its sealed bundle in the
+// caller's transaction, the device's row already locked (vouch_device,
+// recorded_device): the pending bundle again while it lasts (status 200), or
+// a conflict (an active subscription, the IMSI range exhausted).
+struct Service::Minted {
+    int status{201};
+    json result;           // imsi, object_id, bundle, expires_at
+    std::string conflict;  // set, with an error returned, on a conflict
+};
+
+Status Service::mint_in(Connection& conn, const Caller& c, const Vouched& v, const SubscriberKeys& keys, Minted& out) {
+    const Provisioner& p = *c.provisioner;
+    const auto t = static_cast<std::int64_t>(now());
+    auto live = conn.query("SELECT imsi, state, signed_object, object_id, expires_at FROM subscribers WHERE device_id = ? "
+                           "AND state IN ('pending', 'active')",
+                           {v.id.to_string()});
+    if (!live) return live.error();
+    for (const Row& r : *live) {
+        if (r.str(1) == "active") {
+            out.conflict = "the device already holds an active subscription; deprovision it first";
+            return make_error(ErrorCode::already_provisioned, out.conflict);
+        }
+        if (r.i64(4) >= t) {
+            // Idempotent: the pending bundle is returned again, byte for byte.
+            out.status = 200;
+            out.result = {{"imsi", r.str(0)}, {"object_id", r.str(3)}, {"bundle", r.str(2)}, {"expires_at", r.i64(4)}};
+            return {};
+        }
+    }
+    auto imsi = allocate_imsi(conn);
+    if (!imsi) {
+        if (imsi.error().code == ErrorCode::oversized) out.conflict = imsi.error().message;
+        return imsi.error();
+    }
+    CredentialBundle b;
+    b.id = BundleId::random();
+    b.device = v.id;
+    b.epoch = static_cast<std::uint64_t>(v.owner_counter) + 1;
+    b.profile.imsi = *Imsi::parse(*imsi);
+    Bytes amf;
+    (void)from_hex(config_.amf_hex, amf);
+    b.profile.amf = {amf[0], amf[1]};
+    b.profile.sqn = 0;
+    b.profile.plmn = *Plmn::parse(config_.plmn);
+    b.profile.network_name = *NetworkName::parse(config_.network_name);
+    b.issued_at = static_cast<std::uint64_t>(t);
+    b.not_after = static_cast<std::uint64_t>(t) + config_.bundle_ttl_s;
+    auto signed_bundle = credprov::issue_bundle(keys_.current.sign, keys_.current.box, v.box, b, keys);
+    if (!signed_bundle) return signed_bundle.error();
+    const std::string encoded = base64_encode(signed_bundle->encode());
+    const std::int64_t expires = t + static_cast<std::int64_t>(config_.pending_ttl_s);
+    auto ins = conn.exec(
+        "INSERT INTO subscribers (imsi, device_id, state, mode, object_id, object_hash, signed_object, provisioner_id, "
+        "keys_enc, amf, sqn, epoch, created_at, expires_at) VALUES (?, ?, 'pending', 'sealed', ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+        {*imsi, v.id.to_string(), b.id.to_string(), to_hex(signed_bundle->hash()), encoded, p.id,
+         data_key_.seal(*imsi, keys), config_.amf_hex, static_cast<std::int64_t>(b.epoch), t, expires});
+    if (!ins) return ins.error();
+    if (auto a = audit(conn, c, "subscriber.mint", "imsi:" + *imsi, "ok",
+                       "sealed bundle " + b.id.to_string() + " for device " + v.id.to_string() + " (" + v.vouched_by + ")");
+        !a) {
+        return a;
+    }
+    out.result = {{"imsi", *imsi}, {"object_id", b.id.to_string()}, {"bundle", encoded}, {"expires_at", expires}};
+    return {};
+}
+
 // ---- tokens ---------------------------------------------------------------------------
 
 Reply Service::issue_token(const Caller& c, const json& body) {
@@ -177,7 +253,11 @@ Reply Service::issue_token(const Caller& c, const json& body) {
     // long as the field authorisations they go with; every other token is short.
     const auto field_cap = static_cast<std::int64_t>(std::max(config_.token_max_ttl_s, config_.field_ttl_s));
     auto ttl = f.integer("ttl_s", 10, field_cap, false);
+    const bool with_bundle = f.boolean("bundle", false).value_or(false);
     if (!f.done()) return bad_request(f.error());
+    if (with_bundle && (!device || std::find(ops->begin(), ops->end(), Operation::deliver_sealed) == ops->end())) {
+        return bad_request("field 'bundle' needs a 'device_id' and the operation deliver-sealed");
+    }
     const bool field_only = std::all_of(ops->begin(), ops->end(), [](Operation op) {
         return op == Operation::deliver_field || op == Operation::query;
     });
@@ -214,16 +294,58 @@ Reply Service::issue_token(const Caller& c, const json& body) {
     t.not_after = issued + static_cast<std::uint64_t>(ttl.value_or(static_cast<std::int64_t>(config_.token_max_ttl_s)));
     const SignedObject token = credprov::issue_token(keys_.current.sign, t);
     const std::string target = device ? "device:" + device->to_string() : "prefix:" + to_hex(*prefix);
-    auto st = db_.transact([&](Connection& conn) {
+    auto record_token = [&](Connection& conn) {
         return audit(conn, c, "token.issue", target, "ok", "operations " + operations_text(*ops));
-    });
-    if (!st) return storage_failure(st.error());
+    };
     json j{{"token", base64_encode(token.encode())},
            {"not_before", t.not_before},
            {"not_after", t.not_after},
            {"operations", operations_json(*ops)}};
     j["operator_certificate"] =
         keys_.current.certificate ? json(base64_encode(keys_.current.certificate->encode())) : json(nullptr);
+    if (with_bundle) {
+        // The bundle with the token, one round trip and one transaction for
+        // both (decision 0013); the device must already be recorded (the
+        // inventory, or an earlier attestation). Any problem leaves the token
+        // issued and the bundle to POST /v1/bundles after pairing.
+        auto keys = new_subscriber_keys();
+        if (!keys) return storage_failure(keys.error());
+        Minted minted;
+        std::optional<Vouched> recorded;
+        bool unknown = false;
+        auto st = db_.transact([&](Connection& conn) -> Status {
+            if (auto a = record_token(conn); !a) return a;
+            auto v = recorded_device(conn, *device);
+            if (!v) return v.error();
+            if (!*v) {
+                unknown = true;  // nothing refused yet: its attestation may vouch for it
+                return {};
+            }
+            recorded = std::move(*v);
+            return mint_in(conn, c, *recorded, *keys, minted);
+        });
+        std::optional<Reply> problem = mint_refused(c, target, "", minted);
+        if (problem) {
+            if (auto a = db_.transact(record_token); !a) return storage_failure(a.error());
+        } else if (st && unknown) {
+            problem = Reply::problem(403, "device-not-vouched", "Forbidden",
+                                     "the device is not in the inventory: pair with it, then send its keys and "
+                                     "attestation to POST /v1/bundles");
+        }
+        if (problem) {
+            j["bundle"] = nullptr;
+            j["bundle_problem"] = problem->body;
+            return Reply::success(j, 201);
+        }
+        if (!st) return storage_failure(st.error());
+        if (minted.status == 201) metrics_.add("credprov_bundles_issued_total");
+        // The box key the bundle is sealed to: a provisioner that paired
+        // with a device showing another one asks POST /v1/bundles instead.
+        minted.result["box_key"] = to_hex(recorded->box);
+        j["bundle"] = std::move(minted.result);
+        return Reply::success(j, 201);
+    }
+    if (auto st = db_.transact(record_token); !st) return storage_failure(st.error());
     return Reply::success(j, 201);
 }
 
@@ -244,10 +366,8 @@ Reply Service::mint_bundle(const Caller& c, const json& body) {
     // system calls); unused when the pending bundle is returned again.
     auto keys = new_subscriber_keys();
     if (!keys) return storage_failure(keys.error());
-    std::string refusal, conflict;
-    json result;
-    int status = 201;
-    std::string target;
+    std::string refusal, target;
+    Minted minted;
     auto st = db_.transact([&](Connection& conn) -> Status {
         auto v = vouch_device(conn, c, *claimed, refusal);
         if (!v) return v.error();
@@ -257,69 +377,22 @@ Reply Service::mint_bundle(const Caller& c, const json& body) {
             refusal = "the device is outside the provisioner's enrolled device prefix";
             return make_error(ErrorCode::not_authorised, refusal);
         }
-        const auto t = static_cast<std::int64_t>(now());
-        auto live = conn.query("SELECT imsi, state, signed_object, object_id, expires_at FROM subscribers WHERE device_id = ? "
-                               "AND state IN ('pending', 'active')",
-                               {v->id.to_string()});
-        if (!live) return live.error();
-        for (const Row& r : *live) {
-            if (r.str(1) == "active") {
-                conflict = "the device already holds an active subscription; deprovision it first";
-                return make_error(ErrorCode::already_provisioned, conflict);
-            }
-            if (r.i64(4) >= t) {
-                // Idempotent: the pending bundle is returned again, byte for byte.
-                status = 200;
-                result = {{"imsi", r.str(0)}, {"object_id", r.str(3)}, {"bundle", r.str(2)}, {"expires_at", r.i64(4)}};
-                return {};
-            }
-        }
-        auto imsi = allocate_imsi(conn);
-        if (!imsi) {
-            if (imsi.error().code == ErrorCode::oversized) conflict = imsi.error().message;
-            return imsi.error();
-        }
-        CredentialBundle b;
-        b.id = BundleId::random();
-        b.device = v->id;
-        b.epoch = static_cast<std::uint64_t>(v->owner_counter) + 1;
-        b.profile.imsi = *Imsi::parse(*imsi);
-        Bytes amf;
-        (void)from_hex(config_.amf_hex, amf);
-        b.profile.amf = {amf[0], amf[1]};
-        b.profile.sqn = 0;
-        b.profile.plmn = *Plmn::parse(config_.plmn);
-        b.profile.network_name = *NetworkName::parse(config_.network_name);
-        b.issued_at = static_cast<std::uint64_t>(t);
-        b.not_after = static_cast<std::uint64_t>(t) + config_.bundle_ttl_s;
-        auto signed_bundle = credprov::issue_bundle(keys_.current.sign, keys_.current.box, v->box, b, *keys);
-        if (!signed_bundle) return signed_bundle.error();
-        const std::string encoded = base64_encode(signed_bundle->encode());
-        const std::int64_t expires = t + static_cast<std::int64_t>(config_.pending_ttl_s);
-        auto ins = conn.exec(
-            "INSERT INTO subscribers (imsi, device_id, state, mode, object_id, object_hash, signed_object, provisioner_id, "
-            "keys_enc, amf, sqn, epoch, created_at, expires_at) VALUES (?, ?, 'pending', 'sealed', ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-            {*imsi, v->id.to_string(), b.id.to_string(), to_hex(signed_bundle->hash()), encoded, p.id,
-             data_key_.seal(*imsi, *keys), config_.amf_hex, static_cast<std::int64_t>(b.epoch), t, expires});
-        if (!ins) return ins.error();
-        if (auto a = audit(conn, c, "subscriber.mint", "imsi:" + *imsi, "ok",
-                           "sealed bundle " + b.id.to_string() + " for device " + v->id.to_string() + " (" + v->vouched_by + ")");
-            !a) {
-            return a;
-        }
-        result = {{"imsi", *imsi}, {"object_id", b.id.to_string()}, {"bundle", encoded}, {"expires_at", expires}};
-        return {};
+        return mint_in(conn, c, *v, *keys, minted);
     });
-    if (!refusal.empty()) {
-        return reject(c, "bundle.mint", target, 403, "device-not-vouched", "Forbidden", refusal);
-    }
-    if (!conflict.empty()) {
-        const bool exhausted = conflict.find("IMSI range") != std::string::npos;
-        return reject(c, "bundle.mint", target, 409, exhausted ? "imsi-range-exhausted" : "conflict", "Conflict", conflict);
-    }
+    if (auto refused = mint_refused(c, target, refusal, minted)) return *refused;
     if (!st) return storage_failure(st.error());
-    if (status == 201) metrics_.add("credprov_bundles_issued_total");
-    return Reply::success(result, status);
+    if (minted.status == 201) metrics_.add("credprov_bundles_issued_total");
+    return Reply::success(minted.result, minted.status);
+}
+
+// A mint that ended in a refusal (the device not vouched for) or a conflict:
+// the problem, with the attempt audited as bundle.mint.
+std::optional<Reply> Service::mint_refused(const Caller& c, const std::string& target, const std::string& refusal,
+                                           const Minted& minted) {
+    if (!refusal.empty()) return reject(c, "bundle.mint", target, 403, "device-not-vouched", "Forbidden", refusal);
+    if (minted.conflict.empty()) return std::nullopt;
+    const bool exhausted = minted.conflict.find("IMSI range") != std::string::npos;
+    return reject(c, "bundle.mint", target, 409, exhausted ? "imsi-range-exhausted" : "conflict", "Conflict", minted.conflict);
 }
 
 // ---- receipts --------------------------------------------------------------------------------

@@ -165,6 +165,7 @@ Outcome link_outcome(const Error& e) {
 struct Grant {
     SignedObject token;
     std::optional<SignedObject> operator_certificate;
+    json bundle;  // minted with the token (POST /v1/tokens "bundle": true), or null
 };
 
 // A paired session with one device.
@@ -295,8 +296,13 @@ FlowResult Provisioner::post_receipt(const Workspace::PendingReceipt& pending, W
 namespace {
 
 // Asks the backend for a token for these operations on this device.
-std::optional<Grant> online_grant(BackendClient& backend, const DeviceId& device, const json& operations, FlowResult& why) {
-    auto tok = backend.post("/v1/tokens", json{{"device_id", device.to_string()}, {"operations", operations}});
+// With `with_bundle`, the backend mints the device's sealed bundle in the same
+// call when it knows the device (decision 0013).
+std::optional<Grant> online_grant(BackendClient& backend, const DeviceId& device, const json& operations, FlowResult& why,
+                                  bool with_bundle = false) {
+    json ask{{"device_id", device.to_string()}, {"operations", operations}};
+    if (with_bundle) ask["bundle"] = true;
+    auto tok = backend.post("/v1/tokens", ask);
     if (!tok.ok()) {
         why = fail(refusal_outcome(tok), "no authorisation token: " + tok.describe());
         return std::nullopt;
@@ -306,7 +312,8 @@ std::optional<Grant> online_grant(BackendClient& backend, const DeviceId& device
         why = fail(Outcome::backend, "the backend's token does not decode");
         return std::nullopt;
     }
-    return Grant{*token, signed_object_from_b64(tok.body.value("operator_certificate", json()))};
+    return Grant{*token, signed_object_from_b64(tok.body.value("operator_certificate", json())),
+                 tok.body.value("bundle", json())};
 }
 
 }  // namespace
@@ -329,8 +336,8 @@ FlowResult Provisioner::provision(const Target& t, const ProvisionOptions& optio
     };
     FlowResult why;
 
-    step(1, "authorisation token from the backend");
-    auto grant = online_grant(backend_, t.device, json{"deliver-sealed", "query"}, why);
+    step(1, "authorisation token and sealed bundle from the backend");
+    auto grant = online_grant(backend_, t.device, json{"deliver-sealed", "query"}, why, true);
     if (!grant) return failed(why);
 
     step(2, "pairing with the device at " + t.address);
@@ -338,9 +345,18 @@ FlowResult Provisioner::provision(const Target& t, const ProvisionOptions& optio
     auto paired = pair(t, *grant, key_, why);
     if (!paired) return failed(why);
 
-    step(3, "sealed credential bundle from the backend");
-    auto minted = post("/v1/bundles", json{{"device", device_json(t.device, *paired->session)}});
-    if (!minted.ok()) return failed(fail(Outcome::backend, "no bundle: " + minted.describe()));
+    // The bundle came with the token when the backend knew the device, sealed
+    // to the box key it recorded; a device that shows another key, or one the
+    // backend did not know, is vouched for now by the keys (and attestation)
+    // it showed.
+    BackendReply minted{true, 201, grant->bundle, {}};
+    if (grant->bundle.is_object() && grant->bundle.value("box_key", "") == to_hex(paired->session->device_keys().box)) {
+        step(3, "sealed credential bundle: came with the token");
+    } else {
+        step(3, "sealed credential bundle from the backend");
+        minted = post("/v1/bundles", json{{"device", device_json(t.device, *paired->session)}});
+        if (!minted.ok()) return failed(fail(Outcome::backend, "no bundle: " + minted.describe()));
+    }
     auto bundle = signed_object_from_b64(minted.body["bundle"]);
     if (!bundle) return failed(fail(Outcome::backend, "the backend's bundle does not decode"));
     op.imsi = minted.body.value("imsi", "");
@@ -394,7 +410,7 @@ FlowResult Provisioner::provision_field(const Target& t, const ProvisionOptions&
     if (*stored) {
         auto token = signed_object_from_b64(json((*stored)->token));
         if (!token) return failed(fail(Outcome::storage, "the stored token for this device does not decode"));
-        grant = Grant{*token, signed_object_from_b64(json((*stored)->operator_certificate))};
+        grant = Grant{*token, signed_object_from_b64(json((*stored)->operator_certificate)), json()};
     } else if (options.offline) {
         return failed(fail(Outcome::not_enrolled,
                            "no token for this device in the local pool: fetch one in advance with 'credprov pool fetch --device "
@@ -467,7 +483,7 @@ FlowResult Provisioner::query(const Target& t) {
     if (auto stored = ws_.field_token(t.device.to_string(), now()); stored && *stored) {
         // A device in the field pool can be queried offline too.
         auto token = signed_object_from_b64(json((*stored)->token));
-        if (token) grant = Grant{*token, signed_object_from_b64(json((*stored)->operator_certificate))};
+        if (token) grant = Grant{*token, signed_object_from_b64(json((*stored)->operator_certificate)), json()};
     }
     if (!grant) grant = online_grant(backend_, t.device, json{"query"}, why);
     if (!grant) return why;

@@ -55,6 +55,78 @@ BACKEND_TEST(sealed_registration, "a sealed registration activates the subscribe
     CHECK(v.body["vectors"][1]["sqn"].get<std::uint64_t>() > first["sqn"].get<std::uint64_t>());
 }
 
+BACKEND_TEST(token_with_bundle, "a token asked with bundle: true brings the recorded device's sealed bundle in the same call") {
+    SimDevice dev(lab.trust());
+    lab.import_device(dev.identity);
+    Technician tech(lab);
+    const json ask{{"device_id", dev.identity.id.to_string()}, {"operations", {"deliver-sealed", "query"}}, {"bundle", true}};
+    auto r = tech.post("/v1/tokens", ask);
+    REQUIRE(r.status == 201);
+    REQUIRE(r.body["bundle"].is_object());
+    const json minted = r.body["bundle"];
+    CHECK(minted["box_key"] == to_hex(dev.identity.box.public_key));
+    CHECK(minted["imsi"].get<std::string>().size() == 15);
+    CHECK_FALSE(r.body.contains("bundle_problem"));
+    // A retry gets a token again and the same pending bundle, byte for byte.
+    auto again = tech.post("/v1/tokens", ask);
+    REQUIRE(again.status == 201);
+    CHECK(again.body["bundle"]["bundle"] == minted["bundle"]);
+    CHECK(lab.admin("GET", "/v1/subscribers?device=" + dev.identity.id.to_string()).body["items"].size() == 1);
+
+    // The token and the bundle work together at the device, and the receipt
+    // activates the subscriber.
+    auto token = SignedObject::decode(*backend::base64_decode(r.body["token"].get<std::string>())).value();
+    auto bundle = SignedObject::decode(*backend::base64_decode(minted["bundle"].get<std::string>())).value();
+    auto resp = tech.deliver(dev, token, Request{Operation::deliver_sealed, bundle});
+    REQUIRE(resp.ok());
+    REQUIRE(resp->receipt);
+    auto done = tech.submit(minted["object_id"].get<std::string>(), *resp->receipt);
+    REQUIRE(done.status == 200);
+    CHECK(done.body["state"] == "active");
+
+    // Both steps are audited, the token's first.
+    auto log = lab.admin("GET", "/v1/audit?limit=500");
+    REQUIRE(log.status == 200);
+    std::vector<std::string> actions;
+    for (const auto& e : log.body["items"]) {
+        if (e["target"] == "device:" + dev.identity.id.to_string() || e["target"] == "imsi:" + minted["imsi"].get<std::string>()) {
+            actions.push_back(e["action"].get<std::string>());
+        }
+    }
+    const auto token_at = std::find(actions.begin(), actions.end(), "token.issue");
+    const auto mint_at = std::find(actions.begin(), actions.end(), "subscriber.mint");
+    REQUIRE(token_at != actions.end());
+    REQUIRE(mint_at != actions.end());
+    CHECK(std::count(actions.begin(), actions.end(), "subscriber.mint") == 1);
+    CHECK(std::count(actions.begin(), actions.end(), "token.issue") == 2);
+    CHECK(lab.admin("GET", "/v1/audit/verify").body["ok"] == true);
+
+    // An active device: the token is issued, the bundle is a conflict.
+    auto active = tech.post("/v1/tokens", ask);
+    REQUIRE(active.status == 201);
+    CHECK(active.body["bundle"].is_null());
+    CHECK(active.body["bundle_problem"]["status"] == 409);
+    CHECK(active.body["token"].is_string());
+
+    // A device the backend does not know: the token, and no bundle until the
+    // provisioner has paired and can send the device's keys.
+    SimDevice stranger(lab.trust());
+    auto unknown = tech.post("/v1/tokens", json{{"device_id", stranger.identity.id.to_string()},
+                                               {"operations", {"deliver-sealed"}}, {"bundle", true}});
+    REQUIRE(unknown.status == 201);
+    CHECK(unknown.body["bundle"].is_null());
+    CHECK(unknown.body["bundle_problem"]["status"] == 403);
+    CHECK(unknown.body["bundle_problem"]["detail"].get<std::string>().find("POST /v1/bundles") != std::string::npos);
+    CHECK(lab.admin("GET", "/v1/subscribers?device=" + stranger.identity.id.to_string()).body["items"].empty());
+
+    // Asked wrongly: a prefix, no deliver-sealed, not a boolean.
+    CHECK(tech.post("/v1/tokens", json{{"device_prefix", "ab"}, {"operations", {"deliver-sealed"}}, {"bundle", true}}).status == 400);
+    CHECK(tech.post("/v1/tokens", json{{"device_id", dev.identity.id.to_string()}, {"operations", {"query"}}, {"bundle", true}}).status ==
+          400);
+    CHECK(tech.post("/v1/tokens", json{{"device_id", dev.identity.id.to_string()}, {"operations", {"deliver-sealed"}}, {"bundle", "yes"}})
+              .status == 400);
+}
+
 BACKEND_TEST(vectors_batch, "POST /v1/vectors answers each subscriber on its own, in order, with SQNs that keep rising") {
     SimDevice a(lab.trust()), b(lab.trust());
     lab.import_device(a.identity);

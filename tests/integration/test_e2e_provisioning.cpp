@@ -21,6 +21,12 @@ TEST_CASE("e2e: the credprov CLI provisions an agent through a real backend") {
     const json out = json::parse(r.out);
     CHECK(out["ok"] == true);
     CHECK(out["details"]["state"] == "active");
+    // The device is in the inventory: its bundle came with the token, and the
+    // CLI never called POST /v1/bundles (decision 0013).
+    const auto metrics = f.lab.anon("GET", "/metrics").raw;
+    CHECK(metrics.find("route=\"/v1/tokens\"") != std::string::npos);
+    CHECK(metrics.find("route=\"/v1/bundles\"") == std::string::npos);
+    CHECK(metrics.find("credprov_bundles_issued_total 1") != std::string::npos);
     f.check_agreement();
     // Query over the link; history recorded; a second provision is refused.
     auto q = f.credprov({"query", "--address", "tcp://127.0.0.1:" + std::to_string(f.agent_port), "--device", f.device,

@@ -210,7 +210,12 @@ private:
     // process and triple, then answered from verified_box_keys_.
     [[nodiscard]] bool box_key_signed(const crypto::SignPublicKey& identity, const crypto::BoxPublicKey& box,
                                       const crypto::Signature& signature) const;
+    Result<std::optional<Vouched>> recorded_device(Connection& conn, const DeviceId& id);
     Result<Vouched> vouch_device(Connection& conn, const Caller& c, const ClaimedDevice& claim, std::string& refusal);
+    struct Minted;
+    Status mint_in(Connection& conn, const Caller& c, const Vouched& v, const SubscriberKeys& keys, Minted& out);
+    std::optional<Reply> mint_refused(const Caller& c, const std::string& target, const std::string& refusal,
+                                      const Minted& minted);
     Result<Vouched> vouch_device(Connection& conn, const Caller& c, const json& device, std::string& refusal);
 
     BackendConfig config_;
