@@ -35,8 +35,10 @@ struct E2ELab {
 
     // operations: what the technician is enrolled for; factory_flags: extra
     // credprov-agentctl factory-init options (e.g. --field-mode).
+    // inventory: false leaves the device out of the backend's inventory
+    // (import_device() adds it later).
     explicit E2ELab(std::vector<std::string> operations = {"query", "deliver-sealed", "deprovision"},
-                    std::vector<std::string> factory_flags = {}, std::vector<std::string> listen = {})
+                    std::vector<std::string> factory_flags = {}, std::vector<std::string> listen = {}, bool inventory = true)
         : agent_listen(std::move(listen)) {
         std::vector<std::string> init{CREDPROV_AGENTCTL, "--state-dir", state.string(), "factory-init", "--root",
                                       to_hex(lab.root_public())};
@@ -45,17 +47,21 @@ struct E2ELab {
         const json status = this->status();
         device = status["device_id"].get<std::string>();
         code = field_of(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "label"}).out, "setup code");
-        json entry{{"device_id", device},
-                   {"identity_key", status["identity_key"]},
-                   {"box_key", status["box_key"]},
-                   {"box_signature", status["box_signature"]}};
-        REQUIRE(lab.admin("POST", "/v1/inventory", json{{"devices", json::array({entry})}}).status == 200);
+        if (inventory) import_device();
         auto enr = lab.admin("POST", "/v1/enrolment-tokens",
                              json{{"name", "e2e technician"}, {"operations", operations}});
         REQUIRE(enr.status == 201);
         auto enrolled = credprov({"enroll", "--backend", url(), "--token", enr.body["token"].get<std::string>()});
         REQUIRE(enrolled.exit_code == 0);
         start_agent();
+    }
+    void import_device() {
+        const json status = this->status();
+        json entry{{"device_id", device},
+                   {"identity_key", status["identity_key"]},
+                   {"box_key", status["box_key"]},
+                   {"box_signature", status["box_signature"]}};
+        REQUIRE(lab.admin("POST", "/v1/inventory", json{{"devices", json::array({entry})}}).status == 200);
     }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(lab.port); }
     json status() const {

@@ -7,6 +7,8 @@
 
 #include <netinet/in.h>
 
+#include <sstream>
+
 #include "e2e_lab.hpp"
 #include "frame_drop_proxy.hpp"
 
@@ -40,6 +42,36 @@ TEST_CASE("e2e: the credprov CLI provisions an agent through a real backend") {
     // The setup code is never in what the CLI prints or journals.
     CHECK(r.out.find(f.code) == std::string::npos);
     CHECK(h.out.find(f.code) == std::string::npos);
+}
+
+TEST_CASE("e2e: a device the backend does not know gets no bundle with the token, and the CLI asks for it after pairing") {
+    E2ELab f({"query", "deliver-sealed", "deprovision"}, {}, {}, /*inventory=*/false);
+    // Not in the inventory and without an attestation: the token comes, the
+    // bundle is asked for with the keys the device showed, and refused.
+    auto refused = f.provision(f.agent_port);
+    CHECK(refused.exit_code != 0);
+    CHECK(refused.out.find("no bundle") != std::string::npos);
+    CHECK(refused.out.find("not in the inventory and brings no manufacturer attestation") != std::string::npos);
+    // Whether /metrics counts a request to `route` answered with `status`.
+    auto answered = [&](const std::string& route, int status) {
+        std::istringstream lines(f.lab.anon("GET", "/metrics").raw);
+        for (std::string line; std::getline(lines, line);) {
+            if (line.starts_with("credprov_http_requests_total{") && line.find("route=\"" + route + "\"") != std::string::npos &&
+                line.find("status=\"" + std::to_string(status) + "\"") != std::string::npos) {
+                return true;
+            }
+        }
+        return false;
+    };
+    CHECK(answered("/v1/bundles", 403));
+    CHECK(f.lab.admin("GET", "/v1/subscribers?device=" + f.device).body["items"].empty());
+    // Imported, the same command provisions it with the token's bundle.
+    f.import_device();
+    auto ok = f.provision(f.agent_port);
+    REQUIRE_MESSAGE(ok.exit_code == 0, ok.out);
+    CHECK_FALSE(answered("/v1/bundles", 201));
+    CHECK(answered("/v1/tokens", 201));
+    f.check_agreement();
 }
 
 TEST_CASE("e2e: a link cut after any message of the session, then a retry, converges to one active subscriber") {
