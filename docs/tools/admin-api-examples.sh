@@ -230,6 +230,12 @@ ex "POST /v1/bundles" \
 curl -si "$URL/v1/bundles" -H "Content-Type: application/json" \
      -H "Authorization: $(sign POST /v1/bundles "$BODY")" --data-binary "$BODY"'
 IMSI=$(answer_json '.imsi')
+# What credprov asks: the token with the device's bundle (decision 0013),
+# here the same pending bundle again.
+ex "POST /v1/tokens" \
+'BODY="{\"device_id\": \"$DEVICE\", \"operations\": [\"deliver-sealed\", \"query\"], \"ttl_s\": 600, \"bundle\": true}"
+curl -si "$URL/v1/tokens" -H "Content-Type: application/json" \
+     -H "Authorization: $(sign POST /v1/tokens "$BODY")" --data-binary "$BODY"'
 
 # The device and the provisioner run a real session; credprov gets the same
 # pending bundle (idempotent by device), delivers it and posts the receipt.
