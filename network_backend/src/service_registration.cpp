@@ -314,9 +314,11 @@ Reply Service::issue_token(const Caller& c, const json& body) {
         std::optional<Vouched> recorded;
         bool unknown = false;
         auto st = db_.transact([&](Connection& conn) -> Status {
-            if (auto a = record_token(conn); !a) return a;
+            // The device's row before the audit chain's head, the order of
+            // every other registration step (no deadlock between nodes).
             auto v = recorded_device(conn, *device);
             if (!v) return v.error();
+            if (auto a = record_token(conn); !a) return a;
             if (!*v) {
                 unknown = true;  // nothing refused yet: its attestation may vouch for it
                 return {};
