@@ -8,6 +8,8 @@
 //                                    receipt, `--clients` provisioners at once
 //   backend.register_p99_ms.<storage> 99th percentile of one registration's
 //                                    backend time (token + bundle + receipt)
+//   backend.register_client_cpu_ms.<storage>  this load generator's CPU time
+//                                    per registration (it shares the cores)
 //   backend.register_cpu_ms.<storage> the backend's CPU time (user + system,
 //                                    both cores) per registration
 //   backend.mint_ms_p50 / _p99      latency of minting a sealed bundle (SQLite)
@@ -39,6 +41,8 @@
 #include <sstream>
 #include <string>
 #include <thread>
+
+#include <sys/resource.h>
 
 #include "backend_flows.hpp"
 #include "credprov/provisioner/backend_client.hpp"
@@ -86,6 +90,14 @@ double backend_cpu_seconds(const BackendLab& lab) {
         return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
     }
     throw std::runtime_error("cannot find the backend process");
+}
+
+// This process's CPU time (user + system, seconds): the load generator's
+// share of the two cores.
+double own_cpu_seconds() {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
 // One registration's state between the timed phases.
@@ -141,7 +153,7 @@ enum class Flow {
 };
 
 struct Registered {
-    double per_s{0}, p99_ms{0}, cpu_ms{0}, front_p50{0}, front_p99{0}, receipt_p50{0};
+    double per_s{0}, p99_ms{0}, cpu_ms{0}, client_cpu_ms{0}, front_p50{0}, front_p99{0}, receipt_p50{0};
 };
 
 // Registers `sims` (all in the inventory) with `flow`, `backends.size()`
@@ -158,6 +170,7 @@ Registered register_all(BackendLab& lab, Technician& tech, std::vector<std::uniq
 
     // Phase 1 (timed): token and sealed bundle.
     double cpu_before = backend_cpu_seconds(lab);
+    double own_before = own_cpu_seconds();
     const auto front_wall = run_parallel(clients, devices, [&](int c, int i) {
         SimDevice& d = *sims[static_cast<std::size_t>(i)];
         Pending& p = regs[static_cast<std::size_t>(i)];
@@ -180,6 +193,7 @@ Registered register_all(BackendLab& lab, Technician& tech, std::vector<std::uniq
     });
     if (failures > 0) throw std::runtime_error(std::to_string(failures.load()) + " tokens or bundles failed");
     double register_cpu = backend_cpu_seconds(lab) - cpu_before;
+    double client_cpu = own_cpu_seconds() - own_before;
 
     // The devices' side (untimed): pair, deliver, sign a receipt.
     run_parallel(2, devices, [&](int, int i) {
@@ -197,6 +211,7 @@ Registered register_all(BackendLab& lab, Technician& tech, std::vector<std::uniq
 
     // Phase 2 (timed): receipts.
     cpu_before = backend_cpu_seconds(lab);
+    own_before = own_cpu_seconds();
     const auto receipt_wall = run_parallel(clients, devices, [&](int c, int i) {
         Pending& p = regs[static_cast<std::size_t>(i)];
         const auto t0 = Clock::now();
@@ -210,6 +225,7 @@ Registered register_all(BackendLab& lab, Technician& tech, std::vector<std::uniq
     });
     if (failures > 0) throw std::runtime_error(std::to_string(failures.load()) + " receipts failed, the first: " + first_error);
     register_cpu += backend_cpu_seconds(lab) - cpu_before;
+    client_cpu += own_cpu_seconds() - own_before;
 
     std::vector<double> registration_ms, front_ms, receipt_ms;
     for (const Pending& p : regs) {
@@ -221,6 +237,7 @@ Registered register_all(BackendLab& lab, Technician& tech, std::vector<std::uniq
     out.per_s = static_cast<double>(devices) / seconds(front_wall + receipt_wall);
     out.p99_ms = percentile(registration_ms, 0.99);
     out.cpu_ms = 1000.0 * register_cpu / devices;
+    out.client_cpu_ms = 1000.0 * client_cpu / devices;
     out.front_p50 = percentile(front_ms, 0.5);
     out.front_p99 = percentile(front_ms, 0.99);
     out.receipt_p50 = percentile(receipt_ms, 0.5);
@@ -286,6 +303,7 @@ int main(int argc, char** argv) {
         print(name("backend.register_per_s").c_str(), r.per_s, "1/s");
         print(name("backend.register_p99_ms").c_str(), r.p99_ms, "ms");
         print(name("backend.register_cpu_ms").c_str(), r.cpu_ms, "ms");
+        print(name("backend.register_client_cpu_ms").c_str(), r.client_cpu_ms, "ms");
         if (sqlite) {
             print("backend.token_bundle_ms_p50", r.front_p50, "ms");
             print("backend.token_bundle_ms_p99", r.front_p99, "ms");
