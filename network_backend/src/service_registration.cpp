@@ -315,16 +315,18 @@ Reply Service::issue_token(const Caller& c, const json& body) {
         bool unknown = false;
         auto st = db_.transact([&](Connection& conn) -> Status {
             // The device's row before the audit chain's head, the order of
-            // every other registration step (no deadlock between nodes).
+            // every other registration step (no deadlock between nodes); the
+            // token's entry after the mint's, so that the head, which every
+            // write of every node takes, is held only for the two entries.
             auto v = recorded_device(conn, *device);
             if (!v) return v.error();
-            if (auto a = record_token(conn); !a) return a;
             if (!*v) {
                 unknown = true;  // nothing refused yet: its attestation may vouch for it
-                return {};
+                return record_token(conn);
             }
             recorded = std::move(*v);
-            return mint_in(conn, c, *recorded, *keys, minted);
+            if (auto m = mint_in(conn, c, *recorded, *keys, minted); !m) return m;
+            return record_token(conn);
         });
         std::optional<Reply> problem = mint_refused(c, target, "", minted);
         if (problem) {

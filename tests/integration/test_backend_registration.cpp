@@ -84,7 +84,7 @@ BACKEND_TEST(token_with_bundle, "a token asked with bundle: true brings the reco
     REQUIRE(done.status == 200);
     CHECK(done.body["state"] == "active");
 
-    // Both steps are audited, the token's first.
+    // Both steps are audited, in one transaction.
     auto log = lab.admin("GET", "/v1/audit?limit=500");
     REQUIRE(log.status == 200);
     std::vector<std::string> actions;
