@@ -4,15 +4,20 @@
 // server named by CREDPROV_TEST_POSTGRES_URL; bench/backend_load/run starts
 // one). <storage> below is sqlite or postgres:
 //   backend.register_per_s.<storage>  full sealed registrations per second:
-//                                    authorisation token, sealed bundle and
-//                                    receipt, `--clients` provisioners at once
+//                                    authorisation token with the sealed
+//                                    bundle (one request, as the CLI and the
+//                                    app ask), then the receipt, `--clients`
+//                                    provisioners at once
+//   backend.register_*.separate.<storage>  the same figures with the token
+//                                    and the bundle asked for apart (three
+//                                    requests), for the other half of the devices
 //   backend.register_p99_ms.<storage> 99th percentile of one registration's
 //                                    backend time (token + bundle + receipt)
 //   backend.register_client_cpu_ms.<storage>  this load generator's CPU time
 //                                    per registration (it shares the cores)
 //   backend.register_cpu_ms.<storage> the backend's CPU time (user + system,
 //                                    both cores) per registration
-//   backend.mint_ms_p50 / _p99      latency of minting a sealed bundle (SQLite)
+//   backend.token_bundle_ms_p50 / _p99  latency of the token with its bundle (SQLite)
 //   backend.receipt_ms_p50          latency of activating on a receipt (SQLite)
 //   backend.aka_vectors_per_s       AKA quintets per second, asked for as a
 //                                    core network's gateway does: 5 per
@@ -26,13 +31,13 @@
 //   backend.vectors_per_s           quintets per second, one per request
 //
 // A registration's requests run in two timed phases with the device's side
-// in between, untimed: every client asks for a token then the bundle for its
+// in between, untimed: every client asks for the token and the bundle for its
 // devices; the simulated devices (in-memory sessions) turn the bundles into
 // receipts; every client hands the receipts back. The device-side crypto so
 // never competes with the backend for the two cores, and the throughput is
-// registrations over the wall-clock time of the two phases. Provisioners open
-// a new connection per request (they are many different machines); the core
-// network keeps its connections open. Prints "BENCH <name> <value> <unit>".
+// registrations over the wall-clock time of the two phases. Each provisioner
+// keeps its connection for its requests, as the CLI's and the app's client
+// does; so does the core network. Prints "BENCH <name> <value> <unit>".
 //
 //   backend_load [--short] [--devices N] [--clients N] [--storage sqlite|postgres]
 #include <algorithm>
