@@ -360,9 +360,11 @@ struct Database::Pool {
         bool own_failure{false};  // the body itself failed (rolled back to its savepoint)
         std::exception_ptr thrown;
         bool done{false};
+        // Its owner sleeps here: woken when its group committed, or when it
+        // is first in the queue and the leader stepped down.
+        std::condition_variable wake;
     };
     std::mutex group_m;
-    std::condition_variable group_cv;
     std::deque<Job*> queue;
     bool leading{false};
 
@@ -497,7 +499,7 @@ Status Database::run_grouped(const std::function<Status(Connection&)>& body) {
             std::unique_lock lock(p.group_m);
             p.queue.push_back(&job);
             for (;;) {
-                p.group_cv.wait(lock, [&] { return job.done || !p.leading; });
+                job.wake.wait(lock, [&] { return job.done || !p.leading; });
                 if (job.done) break;
                 p.leading = true;
                 const std::size_t n = std::min(p.queue.size(), kMaxGroup);
@@ -513,8 +515,13 @@ Status Database::run_grouped(const std::function<Status(Connection&)>& body) {
                 }
                 lock.lock();
                 p.leading = false;
-                for (Job* j : batch) j->done = true;
-                p.group_cv.notify_all();
+                // Wake only the owners of this group and the next leader: the
+                // rest of the queue sleeps on until its own group is done.
+                for (Job* j : batch) {
+                    j->done = true;
+                    if (j != &job) j->wake.notify_one();
+                }
+                if (!p.queue.empty()) p.queue.front()->wake.notify_one();
             }
         }
         if (job.thrown) std::rethrow_exception(job.thrown);
