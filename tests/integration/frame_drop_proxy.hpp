@@ -16,22 +16,15 @@
 #include <thread>
 #include <vector>
 
+#include "loopback_socket.hpp"
+
 namespace credprov::testing {
 
 class FrameDropProxy {
 public:
     // Forwards to 127.0.0.1:upstream_port; cuts after `drop_after` frames.
     FrameDropProxy(int upstream_port, int drop_after) : upstream_(upstream_port), drop_after_(drop_after) {
-        listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof a;
-        if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 4) != 0 ||
-            ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-            throw std::runtime_error("proxy: cannot listen");
-        }
-        port_ = ntohs(a.sin_port);
+        listen_fd_ = listen_on_loopback(port_, 4, "proxy");
         thread_ = std::thread([this] { serve(); });
     }
     ~FrameDropProxy() {
@@ -50,13 +43,9 @@ private:
     void serve() {
         const int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (client < 0) return;
-        const int up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        a.sin_port = htons(static_cast<std::uint16_t>(upstream_));
-        if (drop_after_ > 0 && ::connect(up, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) relay(client, up);
-        ::close(up);
+        const int up = drop_after_ > 0 ? connect_to_loopback(upstream_) : -1;
+        if (up >= 0) relay(client, up);
+        if (up >= 0) ::close(up);
         ::close(client);
     }
     void relay(int a, int b) {

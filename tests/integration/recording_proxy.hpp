@@ -25,6 +25,8 @@
 #include <thread>
 #include <vector>
 
+#include "loopback_socket.hpp"
+
 namespace credprov::testing {
 
 class RecordingProxy {
@@ -41,17 +43,7 @@ public:
     // Forwards to 127.0.0.1:upstream_port.
     explicit RecordingProxy(int upstream_port, std::size_t forward = kForwardAll, AfterLimit after = AfterLimit::hold)
         : upstream_(upstream_port), forward_(forward), after_(after) {
-        listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof a;
-        if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 4) != 0 ||
-            ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-            ::close(listen_fd_);
-            throw std::runtime_error("recording proxy: cannot listen");
-        }
-        port_ = ntohs(a.sin_port);
+        listen_fd_ = listen_on_loopback(port_, 4, "recording proxy");
         thread_ = std::thread([this] { serve(); });
     }
     ~RecordingProxy() {
@@ -92,13 +84,9 @@ private:
     void serve() {
         const int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (client < 0) return;
-        const int up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        a.sin_port = htons(static_cast<std::uint16_t>(upstream_));
-        if (::connect(up, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) relay(client, up);
-        ::close(up);
+        const int up = connect_to_loopback(upstream_);
+        if (up >= 0) relay(client, up);
+        if (up >= 0) ::close(up);
         ::close(client);
         std::lock_guard lock(mutex_);
         closed_ = true;

@@ -2,8 +2,6 @@
 // kept connection for a session's requests; a connection the backend closed
 // while idle is opened again without the caller seeing it, and a request
 // whose connection dies as it goes out is sent again once.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +13,7 @@
 #include "backend_flows.hpp"
 #include "backend_test.hpp"
 #include "credprov/provisioner/backend_client.hpp"
+#include "loopback_socket.hpp"
 
 using namespace credprov;
 using namespace credprov::testing;
@@ -49,16 +48,7 @@ namespace {
 class DroppingProxy {
 public:
     explicit DroppingProxy(int upstream) : upstream_(upstream) {
-        listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof a;
-        if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 8) != 0 ||
-            ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-            throw std::runtime_error("dropping proxy: cannot listen");
-        }
-        port_ = ntohs(a.sin_port);
+        listen_fd_ = listen_on_loopback(port_, 8, "dropping proxy");
         acceptor_ = std::thread([this] {
             for (;;) {
                 const int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
@@ -85,12 +75,8 @@ public:
 
 private:
     void relay(int client) {
-        const int up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        a.sin_port = htons(static_cast<std::uint16_t>(upstream_));
-        if (::connect(up, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+        const int up = connect_to_loopback(upstream_);
+        if (up >= 0) {
             char buf[16384];
             pollfd fds[2] = {{client, POLLIN, 0}, {up, POLLIN, 0}};
             while (!stop_) {
@@ -111,7 +97,7 @@ private:
                 }
             }
         }
-        ::close(up);
+        if (up >= 0) ::close(up);
         ::close(client);
     }
 
