@@ -112,9 +112,6 @@ Result<Service::Vouched> Service::vouch_device(Connection& conn, const Caller& c
     return vouch_device(conn, c, *claimed, refusal);
 }
 
-// The backend mints a subscriber only for a device it can vouch for: an
-// inventory entry an admin imported, or an attestation by a known
-// manufacturer. `refusal` is set (and no error returned) when it cannot.
 // The device as the backend recorded it (imported or attested before), its
 // row locked for the rest of the transaction; nullopt when it is unknown.
 Result<std::optional<Service::Vouched>> Service::recorded_device(Connection& conn, const DeviceId& id) {
@@ -131,6 +128,9 @@ Result<std::optional<Service::Vouched>> Service::recorded_device(Connection& con
     return std::optional<Vouched>{std::move(v)};
 }
 
+// The backend mints a subscriber only for a device it can vouch for: an
+// inventory entry an admin imported, or an attestation by a known
+// manufacturer. `refusal` is set (and no error returned) when it cannot.
 Result<Service::Vouched> Service::vouch_device(Connection& conn, const Caller&, const ClaimedDevice& claim,
                                                std::string& refusal) {
     const DeviceId* id = &claim.id;
@@ -314,6 +314,9 @@ Reply Service::issue_token(const Caller& c, const json& body) {
         std::optional<Vouched> recorded;
         bool unknown = false;
         auto st = db_.transact([&](Connection& conn) -> Status {
+            minted = Minted{};  // a retried transaction starts afresh
+            recorded.reset();
+            unknown = false;
             // The device's row before the audit chain's head, the order of
             // every other registration step (no deadlock between nodes); the
             // token's entry after the mint's, so that the head, which every
@@ -373,6 +376,8 @@ Reply Service::mint_bundle(const Caller& c, const json& body) {
     std::string refusal, target;
     Minted minted;
     auto st = db_.transact([&](Connection& conn) -> Status {
+        minted = Minted{};  // a retried transaction starts afresh
+        refusal.clear();
         auto v = vouch_device(conn, c, *claimed, refusal);
         if (!v) return v.error();
         target = "device:" + v->id.to_string();
