@@ -112,7 +112,6 @@ struct Pending {
     std::optional<Receipt> receipt;
     double front_ms{0};  // token + bundle
     double receipt_ms{0};
-    double mint_ms{0};
 };
 
 // The core network's vector requests: `count` quintets per subscriber on one
