@@ -154,7 +154,12 @@ double vectors_per_s(BackendLab& lab, const std::string& core, const std::vector
 enum class Flow {
     with_token,  // one call: POST /v1/tokens with "bundle": true (the CLI and the app, decision 0013)
     separate,    // POST /v1/tokens, then POST /v1/bundles (a device the backend learns of at pairing)
+    batched,     // kBatch tokens with bundles in one POST /v1/batch, the receipts likewise (decision 0014)
 };
+
+// Registrations per POST /v1/batch in the batched flow: what 'credprov pool
+// fetch' and 'credprov queue flush' send for a work order or a day's queue.
+constexpr int kBatch = 8;
 
 struct Registered {
     double per_s{0}, p99_ms{0}, cpu_ms{0}, client_cpu_ms{0}, front_p50{0}, front_p99{0}, receipt_p50{0};
@@ -172,17 +177,66 @@ Registered register_all(BackendLab& lab, Technician& tech, std::vector<std::uniq
     std::mutex first_error_lock;
     std::string first_error;
 
+    // The batched flow: kBatch devices per request, a registration waits for
+    // its whole batch (its latency is the two batches' times).
+    const int per = flow == Flow::batched ? kBatch : 1;
+    const int units = (devices + per - 1) / per;
+    auto batch = [&](int c, int unit, const std::function<json(int)>& request, const std::function<void(int, const json&)>& answer,
+                     double Pending::*timing) {
+        const int first = unit * per, last = std::min(devices, first + per);
+        json list = json::array();
+        for (int i = first; i < last; ++i) list.push_back(request(i));
+        const auto t0 = Clock::now();
+        auto r = backends[static_cast<std::size_t>(c)]->post("/v1/batch", json{{"requests", list}});
+        const double took = ms(Clock::now() - t0);
+        if (r.status != 200 || !r.body["responses"].is_array() || r.body["responses"].size() != list.size()) {
+            failures += last - first;
+            std::lock_guard lock(first_error_lock);
+            if (first_error.empty()) first_error = r.describe();
+            return;
+        }
+        for (int i = first; i < last; ++i) {
+            regs[static_cast<std::size_t>(i)].*timing = took;
+            answer(i, r.body["responses"][static_cast<std::size_t>(i - first)]);
+        }
+    };
+    auto ask_for = [&](int i) {
+        json ask{{"device_id", sims[static_cast<std::size_t>(i)]->identity.id.to_string()},
+                 {"operations", {"deliver-sealed", "query"}},
+                 {"ttl_s", 600}};
+        if (flow != Flow::separate) ask["bundle"] = true;
+        return ask;
+    };
+    auto receipt_for = [&](int i) {
+        const Pending& p = regs[static_cast<std::size_t>(i)];
+        return json{{"object_id", p.minted.body["object_id"]}, {"receipt", backend::base64_encode(p.receipt->encode())}};
+    };
+
     // Phase 1 (timed): token and sealed bundle.
     double cpu_before = backend_cpu_seconds(lab);
     double own_before = own_cpu_seconds();
-    const auto front_wall = run_parallel(clients, devices, [&](int c, int i) {
+    const auto front_wall = run_parallel(clients, units, [&](int c, int i) {
+        if (flow == Flow::batched) {
+            return batch(
+                c, i, [&](int k) { return json{{"path", "/v1/tokens"}, {"body", ask_for(k)}}; },
+                [&](int k, const json& answer) {
+                    Pending& p = regs[static_cast<std::size_t>(k)];
+                    const json& body = answer["body"];
+                    if (answer["status"] != 201 || !body["bundle"].is_object()) {
+                        ++failures;
+                        return;
+                    }
+                    p.token = SignedObject::decode(*backend::base64_decode(body["token"].get<std::string>())).value();
+                    p.minted.status = 201;
+                    p.minted.body = body["bundle"];
+                },
+                &Pending::front_ms);
+        }
         SimDevice& d = *sims[static_cast<std::size_t>(i)];
         Pending& p = regs[static_cast<std::size_t>(i)];
         provisioner::BackendClient& backend = *backends[static_cast<std::size_t>(c)];
         const auto t0 = Clock::now();
-        json ask{{"device_id", d.identity.id.to_string()}, {"operations", {"deliver-sealed", "query"}}, {"ttl_s", 600}};
-        if (flow == Flow::with_token) ask["bundle"] = true;
-        auto tok = backend.post("/v1/tokens", ask);
+        auto tok = backend.post("/v1/tokens", ask_for(i));
         provisioner::BackendReply minted{true, tok.status, tok.body.value("bundle", json()), {}};
         if (flow == Flow::separate) minted = backend.post("/v1/bundles", json{{"device", BackendLab::device_json(d.identity)}});
         const auto t2 = Clock::now();
@@ -216,11 +270,21 @@ Registered register_all(BackendLab& lab, Technician& tech, std::vector<std::uniq
     // Phase 2 (timed): receipts.
     cpu_before = backend_cpu_seconds(lab);
     own_before = own_cpu_seconds();
-    const auto receipt_wall = run_parallel(clients, devices, [&](int c, int i) {
+    const auto receipt_wall = run_parallel(clients, units, [&](int c, int i) {
+        if (flow == Flow::batched) {
+            return batch(
+                c, i, [&](int k) { return json{{"path", "/v1/receipts"}, {"body", receipt_for(k)}}; },
+                [&](int, const json& answer) {
+                    if (answer["status"] != 200 && failures++ == 0) {
+                        std::lock_guard lock(first_error_lock);
+                        first_error = answer.dump();
+                    }
+                },
+                &Pending::receipt_ms);
+        }
         Pending& p = regs[static_cast<std::size_t>(i)];
         const auto t0 = Clock::now();
-        auto r = backends[static_cast<std::size_t>(c)]->post(
-            "/v1/receipts", json{{"object_id", p.minted.body["object_id"]}, {"receipt", backend::base64_encode(p.receipt->encode())}});
+        auto r = backends[static_cast<std::size_t>(c)]->post("/v1/receipts", receipt_for(i));
         p.receipt_ms = ms(Clock::now() - t0);
         if (r.status != 200 && failures++ == 0) {
             std::lock_guard lock(first_error_lock);
@@ -301,8 +365,15 @@ int main(int argc, char** argv) {
             backends.push_back(std::make_unique<provisioner::BackendClient>("http://127.0.0.1:" + std::to_string(lab.port), "",
                                                                              &tech.key, 20));
         }
-        std::vector<SimDevice*> together, apart;
-        for (int i = 0; i < devices; ++i) (i % 2 == 0 ? together : apart).push_back(sims[static_cast<std::size_t>(i)].get());
+        std::vector<SimDevice*> together, apart, batched;
+        for (int i = 0; i < devices; ++i) {
+            (i % 3 == 0 ? together : i % 3 == 1 ? apart : batched).push_back(sims[static_cast<std::size_t>(i)].get());
+        }
+        const Registered b = register_all(lab, tech, backends, batched, Flow::batched);
+        print(name("backend.register_per_s.batched").c_str(), b.per_s, "1/s");
+        print(name("backend.register_p99_ms.batched").c_str(), b.p99_ms, "ms");
+        print(name("backend.register_cpu_ms.batched").c_str(), b.cpu_ms, "ms");
+        print(name("backend.register_client_cpu_ms.batched").c_str(), b.client_cpu_ms, "ms");
         const Registered r = register_all(lab, tech, backends, together, Flow::with_token);
         print(name("backend.register_per_s").c_str(), r.per_s, "1/s");
         print(name("backend.register_p99_ms").c_str(), r.p99_ms, "ms");

@@ -6,10 +6,14 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <charconv>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
+#include <thread>
 #include <regex>
 #include <unordered_map>
 
@@ -27,7 +31,11 @@ using Handler = std::function<Reply(Service&, const Caller&, const Params&, cons
 struct Route {
     RouteInfo info;
     Handler handler;
+    bool batchable{false};  // may be a request inside POST /v1/batch (decision 0014)
 };
+
+// POST /v1/batch: at most this many requests in one (decision 0014).
+constexpr std::size_t kBatchMax = 64;
 
 // Requests one kept-alive connection may carry before the server closes it
 // (httplib's default is 5). An open connection holds a worker thread while
@@ -61,6 +69,7 @@ std::vector<Route> build_routes() {
     auto add = [&](std::string method, std::string path, Access access, Handler h) {
         r.push_back(Route{RouteInfo{std::move(method), std::move(path), std::move(access)}, std::move(h)});
     };
+    auto batchable = [&] { r.back().batchable = true; };
     // ---- public ----
     add("GET", "/healthz", anyone(), [](Service& s, const Caller&, const Params&, const json&, const httplib::Request&) {
         return s.health();
@@ -136,10 +145,16 @@ std::vector<Route> build_routes() {
     // ---- provisioners' own calls ----
     add("POST", "/v1/tokens", provisioner(),
         [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.issue_token(c, b); });
+    batchable();
     add("POST", "/v1/bundles", provisioner(),
         [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.mint_bundle(c, b); });
+    batchable();
     add("POST", "/v1/receipts", provisioner(),
         [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.submit_receipt(c, b); });
+    batchable();
+    // Several of the three calls above in one signed request; ApiServer::Impl
+    // runs them (run_batch), so the handler here is never called.
+    add("POST", "/v1/batch", provisioner(), nullptr);
     add("POST", "/v1/field-pools", provisioner(),
         [](Service& s, const Caller& c, const Params&, const json& b, const httplib::Request&) { return s.reserve_field_pool(c, b); });
     add("POST", "/v1/field-pools/{pool_id}/return", provisioner(),
@@ -170,8 +185,10 @@ std::vector<Route> build_routes() {
 class RateLimiter {
 public:
     RateLimiter(double rate, double burst) : rate_(rate), burst_(burst) {}
-    // 0 when allowed, else seconds until a token is available.
-    std::uint64_t take(const std::string& key) {
+    // 0 when allowed, else seconds until `cost` tokens are available. A
+    // cost above the burst is charged as the burst (it could never pass).
+    std::uint64_t take(const std::string& key, double cost = 1.0) {
+        cost = std::min(cost, burst_);
         const auto t = std::chrono::steady_clock::now();
         std::lock_guard lock(m_);
         if (buckets_.size() > 100000) buckets_.clear();  // bounded memory under address spraying
@@ -182,11 +199,11 @@ public:
             b.tokens = std::min(burst_, b.tokens + dt * rate_);
             b.last = t;
         }
-        if (b.tokens >= 1.0) {
-            b.tokens -= 1.0;
+        if (b.tokens >= cost) {
+            b.tokens -= cost;
             return 0;
         }
-        return static_cast<std::uint64_t>((1.0 - b.tokens) / rate_) + 1;
+        return static_cast<std::uint64_t>((cost - b.tokens) / rate_) + 1;
     }
 
 private:
@@ -198,6 +215,79 @@ private:
     std::mutex m_;
     std::unordered_map<std::string, Bucket> buckets_;
 };
+
+// Threads that help run a batch's requests at once (decision 0014): the
+// calling thread takes requests too, so a batch never waits for a helper,
+// and the helpers let several requests of one batch share a group commit.
+class BatchHelpers {
+public:
+    explicit BatchHelpers(std::size_t threads) {
+        for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+    }
+    ~BatchHelpers() {
+        {
+            std::lock_guard lock(m_);
+            stop_ = true;
+        }
+        wake_.notify_all();
+        for (auto& t : threads_) t.join();
+    }
+    BatchHelpers(const BatchHelpers&) = delete;
+    BatchHelpers& operator=(const BatchHelpers&) = delete;
+
+    // Runs fn(i) for every i in [0, n), on this thread and at most
+    // `helpers` others; returns when all have returned.
+    void run(std::size_t n, std::size_t helpers, const std::function<void(std::size_t)>& fn) {
+        Task task{&fn, n};
+        helpers = std::min({helpers, threads_.size(), n > 0 ? n - 1 : 0});
+        {
+            std::lock_guard lock(m_);
+            for (std::size_t i = 0; i < helpers; ++i) queue_.push_back(&task);
+        }
+        for (std::size_t i = 0; i < helpers; ++i) wake_.notify_one();
+        task.work();
+        // Every request is taken: helpers that have not started are not
+        // needed; wait for those still running one.
+        std::unique_lock lock(m_);
+        std::erase(queue_, &task);
+        left_.wait(lock, [&] { return task.active == 0; });
+    }
+
+private:
+    struct Task {
+        const std::function<void(std::size_t)>* fn;
+        std::size_t n;
+        std::atomic<std::size_t> next{0};
+        int active{0};  // helpers inside work(), under m_
+        void work() {
+            for (std::size_t i = next++; i < n; i = next++) (*fn)(i);
+        }
+    };
+    void loop() {
+        std::unique_lock lock(m_);
+        for (;;) {
+            wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+            if (queue_.empty()) return;  // stopping
+            Task* task = queue_.front();
+            queue_.pop_front();
+            ++task->active;
+            lock.unlock();
+            task->work();
+            lock.lock();
+            --task->active;
+            left_.notify_all();
+        }
+    }
+    std::mutex m_;
+    std::condition_variable wake_, left_;
+    std::deque<Task*> queue_;
+    bool stop_{false};
+    std::vector<std::thread> threads_;
+};
+
+// Helper threads in the server, and how many one batch may use.
+constexpr std::size_t kBatchHelperThreads = 8;
+constexpr std::size_t kBatchHelpersPerBatch = 7;
 
 std::string to_regex(const std::string& path) {
     static const std::regex param(R"(\{[a-z_]+\})");
@@ -223,6 +313,7 @@ struct ApiServer::Impl {
     RateLimiter per_address;
     std::vector<Route> routes;
     int listen_fd{-1};  // the listening socket, seen while httplib creates it
+    BatchHelpers helpers{kBatchHelperThreads};
 
     Impl(Service& s, Metrics& m, std::shared_ptr<spdlog::logger> l)
         : service(s), metrics(m), log(std::move(l)),
@@ -265,6 +356,69 @@ struct ApiServer::Impl {
     static Reply storage_unavailable() {
         return Reply::problem(503, "storage-unavailable", "Storage is unavailable",
                               "the database did not answer; nothing was changed; retry later");
+    }
+
+    // POST /v1/batch (decision 0014): the requests in `body` run at once, in
+    // no set order, each exactly as if it had come alone on a connection of
+    // its own with this request's signature: its own transaction, audit
+    // entries, answer and metrics.
+    // The batch is checked as a whole first, so a malformed one runs nothing.
+    Reply run_batch(const Caller& caller, const json& body, const httplib::Request& req) {
+        auto invalid = [](const std::string& detail) {
+            return Reply::problem(400, "invalid-request", "The request is not valid", detail);
+        };
+        if (!body.is_object() || !body.contains("requests")) return invalid("field 'requests' is required");
+        for (const auto& [k, v] : body.items()) {
+            if (k != "requests") return invalid("unknown field '" + k + "'");
+        }
+        const json& list = body["requests"];
+        if (!list.is_array() || list.empty() || list.size() > kBatchMax) {
+            return invalid("field 'requests' must be an array of 1 to " + std::to_string(kBatchMax) + " requests");
+        }
+        std::vector<const Route*> targets;
+        for (std::size_t i = 0; i < list.size(); ++i) {
+            const json& item = list[i];
+            const std::string at = "requests[" + std::to_string(i) + "]";
+            if (!item.is_object()) return invalid(at + " must be an object with 'path' and 'body'");
+            for (const auto& [k, v] : item.items()) {
+                if (k != "path" && k != "body") return invalid(at + ": unknown field '" + k + "'");
+            }
+            if (!item.contains("path") || !item["path"].is_string()) return invalid(at + ".path must be a string");
+            if (!item.contains("body") || !item["body"].is_object()) return invalid(at + ".body must be an object");
+            const std::string path = item["path"].get<std::string>();
+            const auto found = std::find_if(routes.begin(), routes.end(), [&](const Route& r) {
+                return r.batchable && r.info.method == "POST" && r.info.path == path;
+            });
+            if (found == routes.end()) {
+                return invalid(at + ".path: only /v1/tokens, /v1/bundles and /v1/receipts may be batched");
+            }
+            targets.push_back(&*found);
+        }
+        // The rate limit counts every request in the batch: the first was
+        // charged when the batch came in.
+        if (list.size() > 1) {
+            if (auto wait = per_identity.take("provisioner:" + caller.id, static_cast<double>(list.size() - 1)); wait > 0) {
+                metrics.add("credprov_rate_limited_total");
+                Reply r = Reply::problem(429, "rate-limited", "Too many requests", "slow down and retry after the indicated time");
+                r.retry_after_s = wait;
+                return r;
+            }
+        }
+        std::vector<Reply> answers(targets.size());
+        helpers.run(targets.size(), kBatchHelpersPerBatch, [&](std::size_t i) {
+            Reply& one = answers[i];
+            try {
+                one = targets[i]->handler(service, caller, {}, list[i]["body"], req);
+            } catch (const std::exception&) {
+                one = Reply::problem(500, "internal", "Internal error", "the request could not be processed; nothing was changed");
+            }
+            metrics.add("credprov_batch_requests_total",
+                        labels({{"route", targets[i]->info.path}, {"status", std::to_string(one.status)}}));
+            if (one.status == 503 && log) log->error(json{{"msg", "storage failure"}, {"route", targets[i]->info.path}}.dump());
+        });
+        json responses = json::array();
+        for (Reply& one : answers) responses.push_back(json{{"status", one.status}, {"body", std::move(one.body)}});
+        return Reply::success(json{{"responses", std::move(responses)}});
     }
 
     void handle(const Route& route, const httplib::Request& req, httplib::Response& res) {
@@ -346,7 +500,7 @@ struct ApiServer::Impl {
         for (std::size_t i = 1; i < req.matches.size(); ++i) params.push_back(req.matches[i].str());
         Reply reply;
         try {
-            reply = route.handler(service, caller, params, body, req);
+            reply = route.handler ? route.handler(service, caller, params, body, req) : run_batch(caller, body, req);
         } catch (const std::exception&) {
             // nlohmann or the standard library threw on something unexpected:
             // refuse the request without echoing anything.

@@ -12,6 +12,7 @@ constexpr std::array<double, 10> kBounds{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 std::map<std::string, std::string>& help_texts() {
     static std::map<std::string, std::string> h{
         {"credprov_http_requests_total", "HTTP requests by route template, method and status."},
+        {"credprov_batch_requests_total", "Requests inside POST /v1/batch, by route template and status."},
         {"credprov_registrations_total", "Subscribers activated by a valid device receipt, by mode."},
         {"credprov_bundles_issued_total", "Sealed credential bundles minted (pending subscribers)."},
         {"credprov_deprovisionings_total", "Subscribers deprovisioned through the network."},

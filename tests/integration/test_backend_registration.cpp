@@ -127,6 +127,85 @@ BACKEND_TEST(token_with_bundle, "a token asked with bundle: true brings the reco
               .status == 400);
 }
 
+BACKEND_TEST(provisioner_batch, "POST /v1/batch answers each request as if it came alone, in order, and runs none of a malformed batch") {
+    SimDevice a(lab.trust()), b(lab.trust()), stranger(lab.trust());
+    lab.import_device(a.identity);
+    lab.import_device(b.identity);
+    Technician tech(lab);
+    auto ask = [](const SimDevice& d) {
+        return json{{"path", "/v1/tokens"},
+                    {"body", {{"device_id", d.identity.id.to_string()}, {"operations", {"deliver-sealed", "query"}}, {"bundle", true}}}};
+    };
+    auto tokens = tech.post("/v1/batch", json{{"requests",
+                                               {ask(a), ask(stranger), ask(b),
+                                                {{"path", "/v1/bundles"}, {"body", {{"device", {{"device_id", "nonsense"}}}}}}}}});
+    REQUIRE_MESSAGE(tokens.status == 200, tokens.raw);
+    const json& res = tokens.body["responses"];
+    REQUIRE(res.size() == 4);
+    // Each answer is what the call alone gives: a token with a bundle, a
+    // token whose bundle waits for pairing, a refused bundle.
+    CHECK(res[0]["status"] == 201);
+    CHECK(res[0]["body"]["bundle"]["box_key"] == to_hex(a.identity.box.public_key));
+    CHECK(res[1]["status"] == 201);
+    CHECK(res[1]["body"]["bundle"].is_null());
+    CHECK(res[1]["body"]["bundle_problem"]["status"] == 403);
+    CHECK(res[2]["status"] == 201);
+    CHECK(res[2]["body"]["bundle"]["box_key"] == to_hex(b.identity.box.public_key));
+    CHECK(res[3]["status"] == 400);
+    CHECK(res[3]["body"]["type"] == "urn:credprov:problem:invalid-request");
+    CHECK(res[0]["body"]["bundle"]["imsi"] != res[2]["body"]["bundle"]["imsi"]);
+
+    // Delivered, and the receipts handed in together, with one for nothing.
+    json receipts = json::array();
+    std::vector<std::string> imsis;
+    for (auto [d, r] : {std::pair{&a, &res[0]}, std::pair{&b, &res[2]}}) {
+        const json& body = (*r)["body"];
+        auto token = SignedObject::decode(*backend::base64_decode(body["token"].get<std::string>())).value();
+        auto bundle = SignedObject::decode(*backend::base64_decode(body["bundle"]["bundle"].get<std::string>())).value();
+        auto resp = tech.deliver(*d, token, Request{Operation::deliver_sealed, bundle});
+        REQUIRE(resp.ok());
+        REQUIRE(resp->receipt);
+        receipts.push_back({{"path", "/v1/receipts"},
+                            {"body", {{"object_id", body["bundle"]["object_id"]}, {"receipt", backend::base64_encode(resp->receipt->encode())}}}});
+        imsis.push_back(body["bundle"]["imsi"].get<std::string>());
+    }
+    json nothing = receipts[0];
+    nothing["body"]["object_id"] = std::string(32, '0');
+    receipts.push_back(nothing);
+    for (int round = 0; round < 2; ++round) {  // the second time: the same answers (a retried batch changes nothing)
+        auto done = tech.post("/v1/batch", json{{"requests", receipts}});
+        REQUIRE_MESSAGE(done.status == 200, done.raw);
+        REQUIRE(done.body["responses"].size() == 3);
+        CHECK(done.body["responses"][0]["status"] == 200);
+        CHECK(done.body["responses"][0]["body"]["state"] == "active");
+        CHECK(done.body["responses"][1]["status"] == 200);
+        CHECK(done.body["responses"][1]["body"]["state"] == "active");
+        CHECK(done.body["responses"][2]["status"] == 400);  // the receipt is for another object
+    }
+    for (const auto& imsi : imsis) CHECK(lab.admin("GET", "/v1/subscribers/" + imsi).body["state"] == "active");
+    CHECK(lab.admin("GET", "/v1/audit/verify").body["ok"] == true);
+    auto metrics = lab.anon("GET", "/metrics");
+    CHECK(metrics.raw.find("credprov_batch_requests_total{route=\"/v1/receipts\",status=\"200\"} 4") != std::string::npos);
+
+    // Malformed batches are refused whole: nothing in them runs.
+    const auto audit_size = [&] { return lab.admin("GET", "/v1/audit?limit=1000").body["items"].size(); };
+    const auto before = audit_size();
+    json too_many = json::array();
+    for (int i = 0; i < 65; ++i) too_many.push_back(ask(a));
+    for (const json& bad : {json{{"requests", json::array()}}, json{{"requests", too_many}}, json{{"requests", ask(a)}},
+                            json::object(), json{{"requests", {ask(a)}}, {"more", 1}},
+                            json{{"requests", {ask(a), {{"path", "/v1/batch"}, {"body", json::object()}}}}},
+                            json{{"requests", {ask(a), {{"path", "/v1/field-pools"}, {"body", {{"count", 1}}}}}}},
+                            json{{"requests", {ask(a), {{"path", "/v1/tokens"}}}}},
+                            json{{"requests", {ask(a), {{"path", "/v1/tokens"}, {"body", json::object()}, {"method", "GET"}}}}}}) {
+        auto r = tech.post("/v1/batch", bad);
+        CHECK_MESSAGE(r.status == 400, bad.dump());
+        CHECK(r.body["type"] == "urn:credprov:problem:invalid-request");
+    }
+    CHECK(audit_size() == before);
+    CHECK(lab.anon("POST", "/v1/batch", json{{"requests", {ask(a)}}}).status == 401);
+}
+
 BACKEND_TEST(vectors_batch, "POST /v1/vectors answers each subscriber on its own, in order, with SQNs that keep rising") {
     SimDevice a(lab.trust()), b(lab.trust());
     lab.import_device(a.identity);
