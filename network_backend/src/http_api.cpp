@@ -3,6 +3,8 @@
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -222,7 +224,14 @@ private:
 class BatchHelpers {
 public:
     explicit BatchHelpers(std::size_t threads) {
+        // The helpers take no signals, whenever the server is made: the
+        // process's SIGTERM goes to the thread that waits for it (a helper
+        // taking it would end the process without a clean stop).
+        sigset_t all, before;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &before);
         for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+        pthread_sigmask(SIG_SETMASK, &before, nullptr);
     }
     ~BatchHelpers() {
         {
