@@ -91,4 +91,24 @@ BackendReply BackendClient::post(const std::string& path, const json& body) {
     return to_reply(with_one_retry([&] { return impl_->cli.Post(path, headers, payload, "application/json"); }));
 }
 
+BackendClient::BatchReply BackendClient::batch(const std::vector<std::pair<std::string, json>>& requests) {
+    json list = json::array();
+    for (const auto& [path, body] : requests) list.push_back(json{{"path", path}, {"body", body}});
+    BatchReply out{post("/v1/batch", json{{"requests", std::move(list)}}), {}};
+    if (!out.whole.ok()) return out;
+    const json* answers = out.whole.body.contains("responses") ? &out.whole.body["responses"] : nullptr;
+    if (answers == nullptr || !answers->is_array() || answers->size() != requests.size()) {
+        // Not an answer to this batch: as good as none (the requests are
+        // idempotent, so the caller may send them again).
+        out.whole = BackendReply{false, 0, json(), "the backend's answer to the batch does not match it"};
+        return out;
+    }
+    for (const auto& a : *answers) {
+        const bool well_formed = a.is_object() && a.contains("status") && a["status"].is_number_integer() && a.contains("body");
+        out.each.push_back(well_formed ? BackendReply{true, a["status"].get<int>(), a["body"], {}}
+                                       : BackendReply{false, 0, json(), "the backend's answer to the batch does not match it"});
+    }
+    return out;
+}
+
 }  // namespace credprov::provisioner

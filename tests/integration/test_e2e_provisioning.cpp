@@ -115,15 +115,23 @@ TEST_CASE("e2e: an unenrolled or revoked provisioner is refused before touching 
 namespace {
 
 // Fault injector in front of the backend: a real HTTP server that forwards
-// every request to the backend, except POST /v1/receipts while `cut` is set
-// (answered 503 as an overloaded or unreachable backend would be).
+// every request to the backend, except POST /v1/receipts and POST /v1/batch
+// while `cut` is set (answered 503 as an overloaded or unreachable backend
+// would be), and POST /v1/batch with `no_batch` (answered 404, as a backend
+// older than the endpoint does).
 class ReceiptCut {
 public:
     explicit ReceiptCut(int backend_port) : upstream_("127.0.0.1", backend_port) {
         auto forward = [this](const httplib::Request& req, httplib::Response& res) {
-            if (cut && req.path == "/v1/receipts") {
+            if (cut && (req.path == "/v1/receipts" || req.path == "/v1/batch")) {
                 res.status = 503;
                 res.set_content(R"({"type":"urn:test:cut","title":"cut","status":503,"detail":"cut by the test"})",
+                                "application/problem+json");
+                return;
+            }
+            if (no_batch && req.path == "/v1/batch") {
+                res.status = 404;
+                res.set_content(R"({"type":"urn:credprov:problem:not-found","title":"Request refused","status":404,"detail":"no such endpoint"})",
                                 "application/problem+json");
                 return;
             }
@@ -149,6 +157,7 @@ public:
     }
     [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
     std::atomic<bool> cut{true};
+    std::atomic<bool> no_batch{false};
 
 private:
     httplib::Client upstream_;
@@ -158,6 +167,88 @@ private:
 };
 
 }  // namespace
+
+TEST_CASE("e2e: queue flush hands a day's receipts in together, and one at a time to a backend without POST /v1/batch") {
+    BackendLab lab(Storage::sqlite);
+    ReceiptCut injector(lab.port);
+    auto enr = lab.admin("POST", "/v1/enrolment-tokens", json{{"name", "batch test"}, {"operations", {"deliver-sealed", "query"}}});
+    const std::string home = (lab.dir / "technician").string();
+    auto cli = [&](std::vector<std::string> args) {
+        std::vector<std::string> argv{CREDPROV_CLI, "--home", home, "--json"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return run_command(argv);
+    };
+    REQUIRE(cli({"enroll", "--backend", injector.url(), "--token", enr.body["token"].get<std::string>()}).exit_code == 0);
+    // Three devices provisioned while the receipts cannot get through.
+    std::vector<std::string> devices;
+    std::vector<std::unique_ptr<AgentProcess>> agents;
+    for (int i = 0; i < 3; ++i) {
+        const auto state = lab.dir / ("device" + std::to_string(i));
+        REQUIRE(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "factory-init", "--root", to_hex(lab.root_public())})
+                    .exit_code == 0);
+        const json s = json::parse(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "status", "--json"}).out);
+        const std::string device = s["device_id"].get<std::string>();
+        const std::string code = field_of(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "label"}).out, "setup code");
+        REQUIRE(lab.admin("POST", "/v1/inventory",
+                          json{{"devices", json::array({{{"device_id", device}, {"identity_key", s["identity_key"]},
+                                                         {"box_key", s["box_key"]}, {"box_signature", s["box_signature"]}}})}})
+                    .status == 200);
+        const int port = free_port();
+        agents.push_back(std::make_unique<AgentProcess>(
+            CREDPROV_AGENTD, std::vector<std::string>{"--state-dir", state.string(), "--listen", "tcp://127.0.0.1:" + std::to_string(port)},
+            lab.dir / ("agentd" + std::to_string(i) + ".log")));
+        for (int k = 0; k < 200 && !port_open(port); ++k) std::this_thread::sleep_for(10ms);
+        CHECK(cli({"provision", "--address", "tcp://127.0.0.1:" + std::to_string(port), "--device", device, "--code", code}).exit_code ==
+              6);
+        devices.push_back(device);
+    }
+    REQUIRE(json::parse(cli({"queue", "status"}).out)["details"]["items"].size() == 3);
+    CHECK(cli({"queue", "flush"}).exit_code == 6);  // still cut, batch and all: nothing lost
+    REQUIRE(json::parse(cli({"queue", "status"}).out)["details"]["items"].size() == 3);
+    // Meanwhile the operator cancelled the second device's order.
+    REQUIRE(lab.admin("POST", "/v1/devices/" + devices[1] + "/deprovision", json{{"reason", "cancelled order"}}).status == 200);
+    injector.cut = false;
+    auto state_of = [&](const std::string& device) {
+        return lab.admin("GET", "/v1/subscribers?device=" + device).body["items"][0]["state"].get<std::string>();
+    };
+    auto count = [&](const std::string& metrics, const std::string& series) {
+        const auto at = metrics.find(series + " ");
+        return at == std::string::npos ? 0.0 : std::stod(metrics.substr(at + series.size() + 1));
+    };
+
+    SUBCASE("one POST /v1/batch carries them all") {
+        auto flushed = cli({"queue", "flush"});
+        CHECK(flushed.exit_code == 3);  // one refused
+        CHECK(json::parse(flushed.out)["details"]["posted"] == 2);
+        CHECK(json::parse(flushed.out)["details"]["refused"] == 1);
+        const std::string metrics = lab.anon("GET", "/metrics").raw;
+        CHECK(count(metrics, R"(credprov_batch_requests_total{route="/v1/receipts",status="200"})") == 2);
+        CHECK(count(metrics, R"(credprov_http_requests_total{route="/v1/batch",method="POST",status="200"})") == 1);
+        CHECK(metrics.find(R"(route="/v1/receipts",method="POST")") == std::string::npos);
+    }
+    SUBCASE("a backend without it gets them one at a time") {
+        injector.no_batch = true;
+        auto flushed = cli({"queue", "flush"});
+        CHECK(flushed.exit_code == 3);
+        CHECK(json::parse(flushed.out)["details"]["posted"] == 2);
+        CHECK(json::parse(flushed.out)["details"]["refused"] == 1);
+        const std::string metrics = lab.anon("GET", "/metrics").raw;
+        CHECK(count(metrics, R"(credprov_http_requests_total{route="/v1/receipts",method="POST",status="200"})") == 2);
+        CHECK(metrics.find(R"(route="/v1/batch")") == std::string::npos);
+    }
+    CHECK(state_of(devices[0]) == "active");
+    CHECK(state_of(devices[1]) == "deprovisioned");
+    CHECK(state_of(devices[2]) == "active");
+    CHECK(json::parse(cli({"queue", "status"}).out)["details"]["items"].empty());
+    auto history = json::parse(cli({"history"}).out)["items"];
+    int active = 0, failed = 0;
+    for (const auto& h : history) {
+        if (h["state"] == "active") ++active;
+        if (h["state"] == "failed") ++failed;
+    }
+    CHECK(active == 2);
+    CHECK(failed == 1);
+}
 
 TEST_CASE("e2e: a receipt the backend cannot take waits in the queue, and queue flush activates the subscriber") {
     BackendLab lab(Storage::sqlite);

@@ -40,6 +40,17 @@ public:
     // Signed with the provisioner key when one is set.
     [[nodiscard]] BackendReply post(const std::string& path, const json& body);
 
+    // Several POST /v1/tokens, /v1/bundles or /v1/receipts requests (path,
+    // body) in one POST /v1/batch (decision 0014): `whole` is the batch's own
+    // reply; when it is 200, `each` holds every request's reply, in order.
+    struct BatchReply {
+        BackendReply whole;
+        std::vector<BackendReply> each;
+    };
+    [[nodiscard]] BatchReply batch(const std::vector<std::pair<std::string, json>>& requests);
+    // Requests one POST /v1/batch may carry.
+    static constexpr std::size_t kBatchMax = 64;
+
     [[nodiscard]] static Status check_url(const std::string& base_url);
 
 private:

@@ -88,6 +88,8 @@ public:
 private:
     BackendReply post(const std::string& path, const nlohmann::json& body);
     FlowResult post_receipt(const Workspace::PendingReceipt& pending, Workspace::Operation& op);
+    // What the backend's reply to a receipt means for the queue and journal.
+    FlowResult settle_receipt(const Workspace::PendingReceipt& pending, Workspace::Operation& op, const BackendReply& r);
     FlowResult provision_field(const Target& t, const ProvisionOptions& options);
     // Runs one owner command (reconfigure or diagnose) end to end.
     FlowResult owner_command(const Target& t, const std::string& kind, const nlohmann::json& command_body, Operation op);
