@@ -253,6 +253,14 @@ ex "POST /v1/receipts" \
 curl -si "$URL/v1/receipts" -H "Content-Type: application/json" \
      -H "Authorization: $(sign POST /v1/receipts "$BODY")" --data-binary "$BODY"'
 
+note "Several of these requests in one signed request (decision 0014), each answered as if it came alone:"
+ex "POST /v1/batch" \
+'BODY=$(jq -c --arg d "$DEVICE2" '"'"'{requests: [{path: "/v1/receipts", body: .},
+  {path: "/v1/tokens", body: {device_id: $d, operations: ["query"], ttl_s: 600}},
+  {path: "/v1/bundles", body: {device: {device_id: $d}}}]}'"'"' receipt.json)
+curl -si "$URL/v1/batch" -H "Content-Type: application/json" \
+     -H "Authorization: $(sign POST /v1/batch "$BODY")" --data-binary "$BODY"'
+
 # ---- Subscribers, devices, AKA ----------------------------------------------------------------------
 ex "GET /v1/subscribers" 'curl -si "$URL/v1/subscribers?state=active&limit=10" -H "Authorization: Bearer $ADMIN"'
 ex "GET /v1/subscribers/{imsi}" 'curl -si "$URL/v1/subscribers/$IMSI" -H "Authorization: Bearer $ADMIN"'

@@ -7,11 +7,14 @@
 // nothing crashes, that every refusal is a well-formed problem (4xx/5xx with
 // a string detail) and that success answers are JSON objects.
 // Must never touch the file system or the network.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
+#include "credprov/backend/http_api.hpp"
 #include "credprov/backend/request_auth.hpp"
 #include "credprov/backend/service.hpp"
 
@@ -73,7 +76,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     json body = json::parse(text, nullptr, false);
     if (body.is_discarded()) return 0;
     Service& s = *f.service;
-    switch (selector % 17) {
+    switch (selector % 18) {
         case 0: check(s.enrol_provisioner(f.admin, body)); break;
         case 1: check(s.import_inventory(f.admin, body)); break;
         case 2: check(s.create_admin_token(f.admin, body)); break;
@@ -90,6 +93,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         case 13: check(s.create_enrolment_token(f.admin, body)); break;
         case 14: check(s.enrol_with_token(f.admin, body)); break;
         case 15: check(s.vectors_batch(f.admin, body)); break;
+        case 16: {
+            // POST /v1/batch's envelope: every accepted request is a
+            // batchable path with an object body inside `body`.
+            const std::vector<std::string> batchable{"/v1/tokens", "/v1/bundles", "/v1/receipts"};
+            if (auto parsed = parse_batch(body, batchable)) {
+                require(!parsed->empty() && parsed->size() <= kBatchMax);
+                for (const auto& one : *parsed) {
+                    require(std::find(batchable.begin(), batchable.end(), one.path) != batchable.end());
+                    require(one.body != nullptr && one.body->is_object());
+                }
+            }
+            break;
+        }
         default: check(s.revoke_provisioner(f.admin, "prv_fuzz", body)); break;
     }
     return 0;

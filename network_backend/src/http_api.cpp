@@ -36,9 +36,6 @@ struct Route {
     bool batchable{false};  // may be a request inside POST /v1/batch (decision 0014)
 };
 
-// POST /v1/batch: at most this many requests in one (decision 0014).
-constexpr std::size_t kBatchMax = 64;
-
 // Requests one kept-alive connection may carry before the server closes it
 // (httplib's default is 5). An open connection holds a worker thread while
 // it waits for its next request, so a client beyond [server] threads waits
@@ -305,6 +302,37 @@ std::string to_regex(const std::string& path) {
 
 }  // namespace
 
+Result<std::vector<BatchRequest>> parse_batch(const json& body, const std::vector<std::string>& batchable) {
+    auto invalid = [](std::string detail) { return make_error(ErrorCode::malformed, std::move(detail)); };
+    if (!body.is_object() || !body.contains("requests")) return invalid("field 'requests' is required");
+    for (const auto& [k, v] : body.items()) {
+        if (k != "requests") return invalid("unknown field '" + k.substr(0, 64) + "'");
+    }
+    const json& list = body["requests"];
+    if (!list.is_array() || list.empty() || list.size() > kBatchMax) {
+        return invalid("field 'requests' must be an array of 1 to " + std::to_string(kBatchMax) + " requests");
+    }
+    std::string paths;
+    for (const auto& p : batchable) paths += (paths.empty() ? "" : ", ") + p;
+    std::vector<BatchRequest> out;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+        const json& item = list[i];
+        const std::string at = "requests[" + std::to_string(i) + "]";
+        if (!item.is_object()) return invalid(at + " must be an object with 'path' and 'body'");
+        for (const auto& [k, v] : item.items()) {
+            if (k != "path" && k != "body") return invalid(at + ": unknown field '" + k.substr(0, 64) + "'");
+        }
+        if (!item.contains("path") || !item["path"].is_string()) return invalid(at + ".path must be a string");
+        if (!item.contains("body") || !item["body"].is_object()) return invalid(at + ".body must be an object");
+        const auto& path = item["path"].get_ref<const std::string&>();
+        if (std::find(batchable.begin(), batchable.end(), path) == batchable.end()) {
+            return invalid(at + ".path must be one of " + paths);
+        }
+        out.push_back(BatchRequest{path, &item["body"]});
+    }
+    return out;
+}
+
 std::vector<RouteInfo> api_routes() {
     std::vector<RouteInfo> out;
     for (const auto& r : build_routes()) out.push_back(r.info);
@@ -373,40 +401,21 @@ struct ApiServer::Impl {
     // entries, answer and metrics.
     // The batch is checked as a whole first, so a malformed one runs nothing.
     Reply run_batch(const Caller& caller, const json& body, const httplib::Request& req) {
-        auto invalid = [](const std::string& detail) {
-            return Reply::problem(400, "invalid-request", "The request is not valid", detail);
-        };
-        if (!body.is_object() || !body.contains("requests")) return invalid("field 'requests' is required");
-        for (const auto& [k, v] : body.items()) {
-            if (k != "requests") return invalid("unknown field '" + k + "'");
+        std::vector<std::string> batchable;
+        for (const Route& r : routes) {
+            if (r.batchable) batchable.push_back(r.info.path);
         }
-        const json& list = body["requests"];
-        if (!list.is_array() || list.empty() || list.size() > kBatchMax) {
-            return invalid("field 'requests' must be an array of 1 to " + std::to_string(kBatchMax) + " requests");
-        }
+        auto parsed = parse_batch(body, batchable);
+        if (!parsed) return Reply::problem(400, "invalid-request", "The request is not valid", parsed.error().message);
         std::vector<const Route*> targets;
-        for (std::size_t i = 0; i < list.size(); ++i) {
-            const json& item = list[i];
-            const std::string at = "requests[" + std::to_string(i) + "]";
-            if (!item.is_object()) return invalid(at + " must be an object with 'path' and 'body'");
-            for (const auto& [k, v] : item.items()) {
-                if (k != "path" && k != "body") return invalid(at + ": unknown field '" + k + "'");
-            }
-            if (!item.contains("path") || !item["path"].is_string()) return invalid(at + ".path must be a string");
-            if (!item.contains("body") || !item["body"].is_object()) return invalid(at + ".body must be an object");
-            const std::string path = item["path"].get<std::string>();
-            const auto found = std::find_if(routes.begin(), routes.end(), [&](const Route& r) {
-                return r.batchable && r.info.method == "POST" && r.info.path == path;
-            });
-            if (found == routes.end()) {
-                return invalid(at + ".path: only /v1/tokens, /v1/bundles and /v1/receipts may be batched");
-            }
-            targets.push_back(&*found);
+        for (const BatchRequest& one : *parsed) {
+            targets.push_back(&*std::find_if(routes.begin(), routes.end(),
+                                             [&](const Route& r) { return r.batchable && r.info.path == one.path; }));
         }
         // The rate limit counts every request in the batch: the first was
         // charged when the batch came in.
-        if (list.size() > 1) {
-            if (auto wait = per_identity.take("provisioner:" + caller.id, static_cast<double>(list.size() - 1)); wait > 0) {
+        if (targets.size() > 1) {
+            if (auto wait = per_identity.take("provisioner:" + caller.id, static_cast<double>(targets.size() - 1)); wait > 0) {
                 metrics.add("credprov_rate_limited_total");
                 Reply r = Reply::problem(429, "rate-limited", "Too many requests", "slow down and retry after the indicated time");
                 r.retry_after_s = wait;
@@ -417,7 +426,7 @@ struct ApiServer::Impl {
         helpers.run(targets.size(), kBatchHelpersPerBatch, [&](std::size_t i) {
             Reply& one = answers[i];
             try {
-                one = targets[i]->handler(service, caller, {}, list[i]["body"], req);
+                one = targets[i]->handler(service, caller, {}, *(*parsed)[i].body, req);
             } catch (const std::exception&) {
                 one = Reply::problem(500, "internal", "Internal error", "the request could not be processed; nothing was changed");
             }

@@ -40,6 +40,16 @@ struct RouteInfo {
 // Every route the server serves, in registration order.
 [[nodiscard]] std::vector<RouteInfo> api_routes();
 
+// POST /v1/batch (decision 0014): its body checked whole. Each request's
+// path is one of `batchable` and its body an object (pointing into `body`);
+// otherwise the reason, naming the request and field, and nothing runs.
+struct BatchRequest {
+    std::string path;
+    const json* body{nullptr};
+};
+inline constexpr std::size_t kBatchMax = 64;
+[[nodiscard]] Result<std::vector<BatchRequest>> parse_batch(const json& body, const std::vector<std::string>& batchable);
+
 // The OpenAPI document served at /openapi.json (embedded from the repo).
 [[nodiscard]] std::string_view openapi_document();
 
