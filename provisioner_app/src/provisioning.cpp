@@ -264,6 +264,36 @@ Provisioner::Provisioner(Workspace& ws, Settings settings, const crypto::Signing
 
 BackendReply Provisioner::post(const std::string& path, const json& body) { return backend_.post(path, body); }
 
+std::vector<BackendReply> Provisioner::post_each(const std::string& path, const std::vector<json>& bodies) {
+    std::vector<BackendReply> replies;
+    bool batches = bodies.size() > 1;
+    while (replies.size() < bodies.size()) {
+        const std::size_t at = replies.size();
+        if (batches) {
+            std::vector<std::pair<std::string, json>> requests;
+            for (std::size_t i = at; i < std::min(bodies.size(), at + BackendClient::kBatchMax); ++i) requests.emplace_back(path, bodies[i]);
+            auto b = backend_.batch(requests);
+            if (b.whole.reachable && b.whole.status == 404) {
+                batches = false;  // a backend older than POST /v1/batch
+                continue;
+            }
+            if (!b.whole.ok()) {
+                replies.resize(bodies.size(), b.whole);
+                break;
+            }
+            for (auto& r : b.each) replies.push_back(std::move(r));
+            continue;
+        }
+        auto r = post(path, bodies[at]);
+        if (!r.reachable) {
+            replies.resize(bodies.size(), r);
+            break;
+        }
+        replies.push_back(std::move(r));
+    }
+    return replies;
+}
+
 FlowResult Provisioner::post_receipt(const Workspace::PendingReceipt& pending, Workspace::Operation& op) {
     return settle_receipt(pending, op, post("/v1/receipts", pending.request));
 }
@@ -611,56 +641,34 @@ FlowResult Provisioner::flush_queue() {
     auto pending = ws_.pending_receipts();
     if (!pending) return fail(Outcome::storage, pending.error().message);
     auto history = ws_.history(10000);
-    // The journal's entry of a queued receipt's attempt, or a new one.
-    auto operation_of = [&](const Workspace::PendingReceipt& p) {
+    std::vector<json> bodies;
+    for (const auto& p : *pending) bodies.push_back(p.request);
+    const auto replies = post_each("/v1/receipts", bodies);
+    const std::size_t total = pending->size();
+    std::size_t posted = 0, refused = 0, waiting = 0;
+    for (std::size_t i = 0; i < total; ++i) {
+        const auto& p = (*pending)[i];
+        if (progress_) progress_(static_cast<int>(i + 1), static_cast<int>(total), "receipt for device " + p.device_id);
+        // The journal's entry of the receipt's attempt, or a new one.
         Workspace::Operation op{p.attempt_id, p.queued_at, "provision", p.device_id, "queued", "", p.object_id, "", 0};
         if (history) {
             for (const auto& h : *history) {
                 if (h.id == p.attempt_id) op = h;
             }
         }
-        return op;
-    };
-    const std::size_t total = pending->size();
-    std::size_t posted = 0, refused = 0, waiting = 0;
-    // Up to 64 receipts per POST /v1/batch (decision 0014); one at a time
-    // from a backend older than the batch endpoint (it answers 404).
-    bool batches = true;
-    for (std::size_t at = 0; at < total && waiting == 0; at += BackendClient::kBatchMax) {
-        const std::size_t end = std::min(total, at + BackendClient::kBatchMax);
-        std::vector<BackendReply> replies;
-        if (batches && end - at > 1) {
-            std::vector<std::pair<std::string, json>> requests;
-            for (std::size_t i = at; i < end; ++i) requests.emplace_back("/v1/receipts", (*pending)[i].request);
-            auto b = backend_.batch(requests);
-            if (b.whole.reachable && b.whole.status == 404) {
-                batches = false;
-            } else if (b.whole.ok()) {
-                replies = std::move(b.each);
-            } else {
-                replies.assign(end - at, b.whole);  // every receipt of the batch has the batch's answer
-            }
-        }
-        for (std::size_t i = at; i < end; ++i) {
-            const auto& p = (*pending)[i];
-            if (progress_) progress_(static_cast<int>(i + 1), static_cast<int>(total), "receipt for device " + p.device_id);
-            auto op = operation_of(p);
-            auto r = replies.empty() ? post_receipt(p, op) : settle_receipt(p, op, replies[i - at]);
-            // A receipt the backend refused leaves the queue (retrying cannot
-            // change the answer); its reason is in the history. One that
-            // found no backend waits; one at a time, the rest wait with it.
-            if (r.outcome == Outcome::queued) {
-                ++waiting;
-                if (replies.empty()) break;
-            } else if (r.outcome == Outcome::ok) {
-                ++posted;
-            } else {
-                ++refused;
-            }
+        // A receipt the backend refused leaves the queue (retrying cannot
+        // change the answer); its reason is in the history. One that found
+        // no backend waits.
+        const auto r = settle_receipt(p, op, replies[i]);
+        if (r.outcome == Outcome::queued) {
+            ++waiting;
+        } else if (r.outcome == Outcome::ok) {
+            ++posted;
+        } else {
+            ++refused;
         }
     }
     if (waiting > 0) {
-        waiting = total - posted - refused;
         return FlowResult{Outcome::queued,
                           std::to_string(posted) + " receipt(s) posted; the backend is unreachable, " + std::to_string(waiting) +
                               " wait",
@@ -716,9 +724,18 @@ FlowResult Provisioner::fetch_pool(std::int64_t count, const std::vector<DeviceI
         return fail(Outcome::usage, "the local pool has no unexpired authorisation to go with device tokens: add --count");
     }
     int tokens = 0;
+    std::vector<json> asks;
     for (const auto& d : devices) {
+        asks.push_back(json{{"device_id", d.to_string()}, {"operations", {"deliver-field", "query"}}, {"ttl_s", ttl}});
+    }
+    if (progress_ && !devices.empty()) {
+        progress_(done, steps, "asking for " + std::to_string(devices.size()) + " device token(s)");
+    }
+    const auto replies = post_each("/v1/tokens", asks);
+    for (std::size_t i = 0; i < devices.size(); ++i) {
+        const DeviceId& d = devices[i];
+        const BackendReply& r = replies[i];
         if (progress_) progress_(++done, steps, "token for device " + d.to_string());
-        auto r = post("/v1/tokens", json{{"device_id", d.to_string()}, {"operations", {"deliver-field", "query"}}, {"ttl_s", ttl}});
         if (!r.ok()) {
             return fail(refusal_outcome(r), "no field token for device " + d.to_string() + " (" + std::to_string(tokens) +
                                                 " fetched before it): " + r.describe());

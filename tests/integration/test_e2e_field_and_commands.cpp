@@ -30,10 +30,16 @@ TEST_CASE("e2e: field mode offline from a pool fetched in advance, then sync, th
     E2ELab f({"query", "deliver-field", "deprovision"}, {"--field-mode"});
     // Nothing fetched yet: offline work is refused before the device is touched.
     CHECK(f.on_device("provision", {"--field", "--offline"}).exit_code == 2);
-    auto fetched = f.credprov({"pool", "fetch", "--count", "2", "--device", f.device});
+    // The work order also lists two devices for another day: their tokens
+    // come in the same POST /v1/batch (decision 0014).
+    const std::string later1 = DeviceIdentity::generate().id.to_string(), later2 = DeviceIdentity::generate().id.to_string();
+    auto fetched = f.credprov({"pool", "fetch", "--count", "2", "--device", f.device, "--device", later1, "--device", later2});
     REQUIRE_MESSAGE(fetched.exit_code == 0, fetched.out);
     CHECK(details(fetched)["counts"]["available"] == 2);
-    CHECK(details(fetched)["tokens"].size() == 1);
+    CHECK(details(fetched)["tokens"].size() == 3);
+    const std::string metrics = f.lab.anon("GET", "/metrics").raw;
+    CHECK(metrics.find(R"(credprov_batch_requests_total{route="/v1/tokens",status="201"} 3)") != std::string::npos);
+    CHECK(metrics.find(R"(route="/v1/tokens",method="POST")") == std::string::npos);
     // A fetch whose answer was lost is retried with the same request id: no second pool.
     CHECK(details(f.credprov({"pool", "status"}))["authorisations"].size() == 2);
 

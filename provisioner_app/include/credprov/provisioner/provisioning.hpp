@@ -87,6 +87,11 @@ public:
 
 private:
     BackendReply post(const std::string& path, const nlohmann::json& body);
+    // The same POST for each body, 64 to a POST /v1/batch (decision 0014), or
+    // one at a time to a backend older than it; a reply per body, in order.
+    // A batch that got no answer, or a request that found no backend one at
+    // a time, gives its reply to every body not yet answered.
+    std::vector<BackendReply> post_each(const std::string& path, const std::vector<nlohmann::json>& bodies);
     FlowResult post_receipt(const Workspace::PendingReceipt& pending, Workspace::Operation& op);
     // What the backend's reply to a receipt means for the queue and journal.
     FlowResult settle_receipt(const Workspace::PendingReceipt& pending, Workspace::Operation& op, const BackendReply& r);
