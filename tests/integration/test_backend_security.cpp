@@ -250,6 +250,29 @@ BACKEND_TEST_WITH(rate_limits, "requests above the per-identity rate are refused
     CHECK(lab.anon("GET", "/metrics").raw.find("credprov_rate_limited_total 0") == std::string::npos);
 }
 
+static LabOptions burst_of_four() {
+    LabOptions o;
+    o.rate_per_second = 1;
+    o.rate_burst = 4;
+    return o;
+}
+
+BACKEND_TEST_WITH(batch_rate_limit, "the rate limit counts every request in a POST /v1/batch, not the batch", burst_of_four()) {
+    Technician tech(lab);
+    json asks = json::array();
+    for (int i = 0; i < 4; ++i) {
+        asks.push_back({{"path", "/v1/tokens"},
+                        {"body", {{"device_id", DeviceIdentity::generate().id.to_string()}, {"operations", {"query"}}}}});
+    }
+    auto batch = tech.post("/v1/batch", json{{"requests", asks}});
+    REQUIRE_MESSAGE(batch.status == 200, batch.raw);
+    for (const auto& r : batch.body["responses"]) CHECK(r["status"] == 201);
+    // Four requests spent the burst of four: the next one waits.
+    auto next = tech.post("/v1/tokens", asks[0]["body"]);
+    CHECK(next.status == 429);
+    CHECK_FALSE(next.retry_after.empty());
+}
+
 BACKEND_TEST(audit_chain, "the audit chain verifies, and an edited or removed row is detected") {
     SimDevice dev(lab.trust());
     lab.import_device(dev.identity);
