@@ -205,6 +205,13 @@ public:
         return static_cast<std::uint64_t>((cost - b.tokens) / rate_) + 1;
     }
 
+    // Gives back what take() charged for a request that did not run after
+    // all (a batch refused for its size): only a request that ran costs.
+    void refund(const std::string& key, double amount) {
+        std::lock_guard lock(m_);
+        if (auto it = buckets_.find(key); it != buckets_.end()) it->second.tokens = std::min(burst_, it->second.tokens + amount);
+    }
+
 private:
     struct Bucket {
         double tokens;
@@ -413,9 +420,13 @@ struct ApiServer::Impl {
                                              [&](const Route& r) { return r.batchable && r.info.path == one.path; }));
         }
         // The rate limit counts every request in the batch: the first was
-        // charged when the batch came in.
+        // charged when the batch came in, and is given back if the rest
+        // cannot be (else a client waiting out Retry-After would spend each
+        // refill on the batch's first request and never get through).
         if (targets.size() > 1) {
-            if (auto wait = per_identity.take("provisioner:" + caller.id, static_cast<double>(targets.size() - 1)); wait > 0) {
+            const std::string key = "provisioner:" + caller.id;
+            if (auto wait = per_identity.take(key, static_cast<double>(targets.size() - 1)); wait > 0) {
+                per_identity.refund(key, 1.0);
                 metrics.add("credprov_rate_limited_total");
                 Reply r = Reply::problem(429, "rate-limited", "Too many requests", "slow down and retry after the indicated time");
                 r.retry_after_s = wait;

@@ -3,8 +3,11 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <ctime>
+#include <thread>
 
 #include "credprov/common/request_auth.hpp"
 
@@ -60,6 +63,12 @@ BackendReply to_reply(const httplib::Result& r) {
     out.status = r->status;
     out.body = json::parse(r->body, nullptr, false);
     if (out.body.is_discarded()) out.body = json::object();
+    const std::string retry = r->get_header_value("Retry-After");
+    std::uint64_t seconds = 0;
+    if (const auto [p, ec] = std::from_chars(retry.data(), retry.data() + retry.size(), seconds);
+        ec == std::errc{} && p == retry.data() + retry.size() && !retry.empty()) {
+        out.retry_after_s = seconds;
+    }
     return out;
 }
 
@@ -91,10 +100,18 @@ BackendReply BackendClient::post(const std::string& path, const json& body) {
     return to_reply(with_one_retry([&] { return impl_->cli.Post(path, headers, payload, "application/json"); }));
 }
 
-BackendClient::BatchReply BackendClient::batch(const std::vector<std::pair<std::string, json>>& requests) {
+BackendClient::BatchReply BackendClient::batch(const std::vector<std::pair<std::string, json>>& requests,
+                                               const std::function<void(std::uint64_t)>& waiting) {
     json list = json::array();
     for (const auto& [path, body] : requests) list.push_back(json{{"path", path}, {"body", body}});
-    BatchReply out{post("/v1/batch", json{{"requests", std::move(list)}}), {}};
+    const json envelope{{"requests", std::move(list)}};
+    BatchReply out{post("/v1/batch", envelope), {}};
+    for (int waits = 0; out.whole.reachable && out.whole.status == 429 && waits < kRateWaits; ++waits) {
+        const std::uint64_t seconds = std::clamp<std::uint64_t>(out.whole.retry_after_s, 1, kRateWaitMax);
+        if (waiting) waiting(seconds);
+        std::this_thread::sleep_for(std::chrono::seconds(seconds));
+        out.whole = post("/v1/batch", envelope);
+    }
     if (!out.whole.ok()) return out;
     const json* answers = out.whole.body.contains("responses") ? &out.whole.body["responses"] : nullptr;
     if (answers == nullptr || !answers->is_array() || answers->size() != requests.size()) {

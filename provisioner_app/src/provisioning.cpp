@@ -272,7 +272,12 @@ std::vector<BackendReply> Provisioner::post_each(const std::string& path, const 
         if (batches) {
             std::vector<std::pair<std::string, json>> requests;
             for (std::size_t i = at; i < std::min(bodies.size(), at + BackendClient::kBatchMax); ++i) requests.emplace_back(path, bodies[i]);
-            auto b = backend_.batch(requests);
+            auto b = backend_.batch(requests, [&](std::uint64_t seconds) {
+                if (progress_) {
+                    progress_(static_cast<int>(at), static_cast<int>(bodies.size()),
+                              "the backend's rate limit: waiting " + std::to_string(seconds) + " s");
+                }
+            });
             if (b.whole.reachable && b.whole.status == 404) {
                 batches = false;  // a backend older than POST /v1/batch
                 continue;

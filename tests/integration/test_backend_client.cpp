@@ -144,3 +144,32 @@ TEST_CASE("provisioner backend client: a kept connection that dies as a request 
     // And the next request works again.
     CHECK(client.get("/v1/operator").status == 200);
 }
+
+TEST_CASE("provisioner backend client: a batch refused by the rate limit waits out Retry-After and goes through") {
+    LabOptions tight;
+    tight.rate_per_second = 1;
+    tight.rate_burst = 4;
+    BackendLab lab(Storage::sqlite, tight);
+    Technician tech(lab);
+    provisioner::BackendClient client("http://127.0.0.1:" + std::to_string(lab.port), "", &tech.key, 10);
+    auto asks = [](int n) {
+        std::vector<std::pair<std::string, json>> out;
+        for (int i = 0; i < n; ++i) {
+            out.emplace_back("/v1/tokens", json{{"device_id", DeviceIdentity::generate().id.to_string()}, {"operations", {"query"}}});
+        }
+        return out;
+    };
+    auto first = client.batch(asks(4));  // the whole burst
+    REQUIRE_MESSAGE(first.whole.status == 200, first.whole.describe());
+    std::vector<std::uint64_t> waits;
+    const auto started = std::chrono::steady_clock::now();
+    auto second = client.batch(asks(2), [&](std::uint64_t s) { waits.push_back(s); });
+    const std::string why = second.whole.describe() + " after " + std::to_string(waits.size()) + " waits";
+    REQUIRE_MESSAGE(second.whole.status == 200, why);
+    REQUIRE(second.each.size() == 2);
+    CHECK(second.each[0].status == 201);
+    CHECK(second.each[1].status == 201);
+    REQUIRE_FALSE(waits.empty());  // it was refused first, and told how long to wait
+    CHECK(waits.front() >= 1);
+    CHECK(std::chrono::steady_clock::now() - started >= std::chrono::seconds(waits.front()));
+}

@@ -5,6 +5,7 @@
 // which the backend keeps secret-free.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -25,6 +26,7 @@ struct BackendReply {
     // "HTTP 409: the device already holds …" or "backend unreachable (…)".
     [[nodiscard]] std::string describe() const;
     std::string transport_error;
+    std::uint64_t retry_after_s{0};  // a 429's or 503's Retry-After, 0 without one
 };
 
 class BackendClient {
@@ -43,11 +45,17 @@ public:
     // Several POST /v1/tokens, /v1/bundles or /v1/receipts requests (path,
     // body) in one POST /v1/batch (decision 0014): `whole` is the batch's own
     // reply; when it is 200, `each` holds every request's reply, in order.
+    // The rate limit counts every request in a batch: a 429 is waited out
+    // (its Retry-After, at most kRateWaitMax s; `waiting` is told how long)
+    // and the batch sent again, up to kRateWaits times.
     struct BatchReply {
         BackendReply whole;
         std::vector<BackendReply> each;
     };
-    [[nodiscard]] BatchReply batch(const std::vector<std::pair<std::string, json>>& requests);
+    [[nodiscard]] BatchReply batch(const std::vector<std::pair<std::string, json>>& requests,
+                                   const std::function<void(std::uint64_t seconds)>& waiting = {});
+    static constexpr std::uint64_t kRateWaitMax = 30;
+    static constexpr int kRateWaits = 10;
     // Requests one POST /v1/batch may carry.
     static constexpr std::size_t kBatchMax = 64;
 
