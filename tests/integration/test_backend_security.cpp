@@ -227,14 +227,14 @@ BACKEND_TEST(revocation, "revoked admin tokens and provisioners are refused") {
     CHECK(c->front().i64(0) == 2);
 }
 
-static LabOptions tight_limits() {
+static LabOptions rate_limited(std::uint64_t per_second, std::uint64_t burst) {
     LabOptions o;
-    o.rate_per_second = 1;
-    o.rate_burst = 3;
+    o.rate_per_second = per_second;
+    o.rate_burst = burst;
     return o;
 }
 
-BACKEND_TEST_WITH(rate_limits, "requests above the per-identity rate are refused with Retry-After", tight_limits()) {
+BACKEND_TEST_WITH(rate_limits, "requests above the per-identity rate are refused with Retry-After", rate_limited(1, 3)) {
     int limited = 0;
     std::string retry_after;
     for (int i = 0; i < 10; ++i) {
@@ -250,14 +250,7 @@ BACKEND_TEST_WITH(rate_limits, "requests above the per-identity rate are refused
     CHECK(lab.anon("GET", "/metrics").raw.find("credprov_rate_limited_total 0") == std::string::npos);
 }
 
-static LabOptions burst_of_four() {
-    LabOptions o;
-    o.rate_per_second = 1;
-    o.rate_burst = 4;
-    return o;
-}
-
-BACKEND_TEST_WITH(batch_rate_limit, "the rate limit counts every request in a POST /v1/batch, not the batch", burst_of_four()) {
+BACKEND_TEST_WITH(batch_rate_limit, "the rate limit counts every request in a POST /v1/batch, not the batch", rate_limited(1, 4)) {
     Technician tech(lab);
     json asks = json::array();
     for (int i = 0; i < 4; ++i) {

@@ -166,41 +166,62 @@ private:
     std::thread thread_;
 };
 
+// The technician's credprov (--json), enrolled for sealed work with the
+// backend at `url` (here the fault injector in front of the lab's backend).
+struct TechnicianCli {
+    std::string home;
+    TechnicianCli(BackendLab& lab, const std::string& url) : home((lab.dir / "technician").string()) {
+        auto enr = lab.admin("POST", "/v1/enrolment-tokens", json{{"name", "queue test"}, {"operations", {"deliver-sealed", "query"}}});
+        REQUIRE((*this)({"enroll", "--backend", url, "--token", enr.body["token"].get<std::string>()}).exit_code == 0);
+    }
+    CommandResult operator()(const std::vector<std::string>& args) const {
+        std::vector<std::string> argv{CREDPROV_CLI, "--home", home, "--json"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return run_command(argv);
+    }
+};
+
+// A device made as at the factory, imported into the lab's inventory, its
+// agent serving on a loopback port.
+struct InventoriedAgent {
+    std::string device, code;
+    int port{0};
+    std::unique_ptr<AgentProcess> process;
+
+    InventoriedAgent(BackendLab& lab, const std::string& name) {
+        const auto state = lab.dir / name;
+        REQUIRE(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "factory-init", "--root", to_hex(lab.root_public())})
+                    .exit_code == 0);
+        const json s = json::parse(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "status", "--json"}).out);
+        device = s["device_id"].get<std::string>();
+        code = field_of(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "label"}).out, "setup code");
+        REQUIRE(lab.admin("POST", "/v1/inventory",
+                          json{{"devices", json::array({{{"device_id", device}, {"identity_key", s["identity_key"]},
+                                                         {"box_key", s["box_key"]}, {"box_signature", s["box_signature"]}}})}})
+                    .status == 200);
+        port = free_port();
+        process = std::make_unique<AgentProcess>(
+            CREDPROV_AGENTD, std::vector<std::string>{"--state-dir", state.string(), "--listen", address()},
+            lab.dir / (name + "-agentd.log"));
+        for (int i = 0; i < 200 && !port_open(port); ++i) std::this_thread::sleep_for(10ms);
+    }
+    [[nodiscard]] std::string address() const { return "tcp://127.0.0.1:" + std::to_string(port); }
+};
+
 }  // namespace
 
 TEST_CASE("e2e: queue flush hands a day's receipts in together, and one at a time to a backend without POST /v1/batch") {
     BackendLab lab(Storage::sqlite);
     ReceiptCut injector(lab.port);
-    auto enr = lab.admin("POST", "/v1/enrolment-tokens", json{{"name", "batch test"}, {"operations", {"deliver-sealed", "query"}}});
-    const std::string home = (lab.dir / "technician").string();
-    auto cli = [&](std::vector<std::string> args) {
-        std::vector<std::string> argv{CREDPROV_CLI, "--home", home, "--json"};
-        argv.insert(argv.end(), args.begin(), args.end());
-        return run_command(argv);
-    };
-    REQUIRE(cli({"enroll", "--backend", injector.url(), "--token", enr.body["token"].get<std::string>()}).exit_code == 0);
+    const TechnicianCli cli(lab, injector.url());
     // Three devices provisioned while the receipts cannot get through.
     std::vector<std::string> devices;
-    std::vector<std::unique_ptr<AgentProcess>> agents;
+    std::vector<std::unique_ptr<InventoriedAgent>> agents;
     for (int i = 0; i < 3; ++i) {
-        const auto state = lab.dir / ("device" + std::to_string(i));
-        REQUIRE(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "factory-init", "--root", to_hex(lab.root_public())})
-                    .exit_code == 0);
-        const json s = json::parse(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "status", "--json"}).out);
-        const std::string device = s["device_id"].get<std::string>();
-        const std::string code = field_of(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "label"}).out, "setup code");
-        REQUIRE(lab.admin("POST", "/v1/inventory",
-                          json{{"devices", json::array({{{"device_id", device}, {"identity_key", s["identity_key"]},
-                                                         {"box_key", s["box_key"]}, {"box_signature", s["box_signature"]}}})}})
-                    .status == 200);
-        const int port = free_port();
-        agents.push_back(std::make_unique<AgentProcess>(
-            CREDPROV_AGENTD, std::vector<std::string>{"--state-dir", state.string(), "--listen", "tcp://127.0.0.1:" + std::to_string(port)},
-            lab.dir / ("agentd" + std::to_string(i) + ".log")));
-        for (int k = 0; k < 200 && !port_open(port); ++k) std::this_thread::sleep_for(10ms);
-        CHECK(cli({"provision", "--address", "tcp://127.0.0.1:" + std::to_string(port), "--device", device, "--code", code}).exit_code ==
-              6);
-        devices.push_back(device);
+        agents.push_back(std::make_unique<InventoriedAgent>(lab, "device" + std::to_string(i)));
+        const InventoriedAgent& a = *agents.back();
+        CHECK(cli({"provision", "--address", a.address(), "--device", a.device, "--code", a.code}).exit_code == 6);
+        devices.push_back(a.device);
     }
     REQUIRE(json::parse(cli({"queue", "status"}).out)["details"]["items"].size() == 3);
     CHECK(cli({"queue", "flush"}).exit_code == 6);  // still cut, batch and all: nothing lost
@@ -254,30 +275,11 @@ TEST_CASE("e2e: a receipt the backend cannot take waits in the queue, and queue 
     BackendLab lab(Storage::sqlite);
     ReceiptCut injector(lab.port);
     // The same set-up as E2ELab, but the technician talks to the backend through the injector.
-    const auto state = lab.dir / "device";
-    REQUIRE(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "factory-init", "--root", to_hex(lab.root_public())})
-                .exit_code == 0);
-    const json s = json::parse(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "status", "--json"}).out);
-    const std::string device = s["device_id"].get<std::string>();
-    const std::string code = field_of(run_command({CREDPROV_AGENTCTL, "--state-dir", state.string(), "label"}).out, "setup code");
-    REQUIRE(lab.admin("POST", "/v1/inventory",
-                      json{{"devices", json::array({{{"device_id", device}, {"identity_key", s["identity_key"]},
-                                                     {"box_key", s["box_key"]}, {"box_signature", s["box_signature"]}}})}})
-                .status == 200);
-    auto enr = lab.admin("POST", "/v1/enrolment-tokens", json{{"name", "queue test"}, {"operations", {"deliver-sealed", "query"}}});
-    const std::string home = (lab.dir / "technician").string();
-    auto cli = [&](std::vector<std::string> args) {
-        std::vector<std::string> argv{CREDPROV_CLI, "--home", home, "--json"};
-        argv.insert(argv.end(), args.begin(), args.end());
-        return run_command(argv);
-    };
-    REQUIRE(cli({"enroll", "--backend", injector.url(), "--token", enr.body["token"].get<std::string>()}).exit_code == 0);
-    const int port = free_port();
-    AgentProcess agentd(CREDPROV_AGENTD, {"--state-dir", state.string(), "--listen", "tcp://127.0.0.1:" + std::to_string(port)},
-                        lab.dir / "agentd.log");
-    for (int i = 0; i < 200 && !port_open(port); ++i) std::this_thread::sleep_for(10ms);
+    const InventoriedAgent agent(lab, "device");
+    const std::string& device = agent.device;
+    const TechnicianCli cli(lab, injector.url());
 
-    auto queued = cli({"provision", "--address", "tcp://127.0.0.1:" + std::to_string(port), "--device", device, "--code", code});
+    auto queued = cli({"provision", "--address", agent.address(), "--device", device, "--code", agent.code});
     CHECK(queued.exit_code == 6);
     auto pending = lab.admin("GET", "/v1/subscribers?device=" + device);
     REQUIRE(pending.body["items"].size() == 1);
