@@ -51,6 +51,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -167,7 +168,7 @@ enum class Flow {
 
 // Registrations per POST /v1/batch in the batched flow: what 'credprov pool
 // fetch' and 'credprov queue flush' send for a work order or a day's queue.
-constexpr int kBatch = 8;
+constexpr int kBatch = 4;
 
 struct Registered {
     double per_s{0}, p99_ms{0}, cpu_ms{0}, client_cpu_ms{0}, front_p50{0}, front_p99{0}, receipt_p50{0};
@@ -343,6 +344,19 @@ int main(int argc, char** argv) {
             return 0;
         } else {
             std::fprintf(stderr, "backend_load: unknown argument '%s' (see --help)\n", a.c_str());
+            return 2;
+        }
+    }
+    // Each simulated device keeps its keys in guarded memory (libsodium's
+    // sodium_malloc: guard pages around each secret), about 8 memory
+    // mappings a device; past vm.max_map_count a thread can no longer start.
+    if (long limit = 0; std::ifstream("/proc/sys/vm/max_map_count") >> limit) {
+        const long most = std::max(0L, (limit - 8192) / 8);
+        if (devices > most) {
+            std::fprintf(stderr,
+                         "backend_load: --devices %d needs about %d memory mappings (8 per simulated device, its keys in "
+                         "guarded memory); vm.max_map_count is %ld: use at most %ld\n",
+                         devices, devices * 8, limit, most);
             return 2;
         }
     }

@@ -299,7 +299,7 @@ private:
 };
 
 // Helper threads in the server, and how many one batch may use.
-constexpr std::size_t kBatchHelperThreads = 8;
+constexpr std::size_t kBatchHelperThreads = 32;
 constexpr std::size_t kBatchHelpersPerBatch = 7;
 
 std::string to_regex(const std::string& path) {

@@ -69,6 +69,11 @@ struct Service::Vouched {
     std::string owner_key;
 };
 
+struct Service::SealAhead {
+    crypto::BoxPublicKey box{};
+    SealShared shared;
+};
+
 struct Service::ClaimedDevice {
     DeviceId id;
     crypto::SignPublicKey identity{};
@@ -185,7 +190,8 @@ struct Service::Minted {
     std::string conflict;  // set, with an error returned, on a conflict
 };
 
-Status Service::mint_in(Connection& conn, const Caller& c, const Vouched& v, const SubscriberKeys& keys, Minted& out) {
+Status Service::mint_in(Connection& conn, const Caller& c, const Vouched& v, const SubscriberKeys& keys, Minted& out,
+                       const SealAhead* ahead) {
     const Provisioner& p = *c.provisioner;
     const auto t = static_cast<std::int64_t>(now());
     auto live = conn.query("SELECT imsi, state, signed_object, object_id, expires_at FROM subscribers WHERE device_id = ? "
@@ -222,7 +228,9 @@ Status Service::mint_in(Connection& conn, const Caller& c, const Vouched& v, con
     b.profile.network_name = *NetworkName::parse(config_.network_name);
     b.issued_at = static_cast<std::uint64_t>(t);
     b.not_after = static_cast<std::uint64_t>(t) + config_.bundle_ttl_s;
-    auto signed_bundle = credprov::issue_bundle(keys_.current.sign, keys_.current.box, v.box, b, keys);
+    auto signed_bundle = ahead != nullptr && ahead->box == v.box
+                             ? credprov::issue_bundle(keys_.current.sign, keys_.current.box.public_key, ahead->shared, v.box, b, keys)
+                             : credprov::issue_bundle(keys_.current.sign, keys_.current.box, v.box, b, keys);
     if (!signed_bundle) return signed_bundle.error();
     const std::string encoded = base64_encode(signed_bundle->encode());
     const std::int64_t expires = t + static_cast<std::int64_t>(config_.pending_ttl_s);
@@ -310,6 +318,19 @@ Reply Service::issue_token(const Caller& c, const json& body) {
         // issued and the bundle to POST /v1/bundles after pairing.
         auto keys = new_subscriber_keys();
         if (!keys) return storage_failure(keys.error());
+        // The device's recorded box key, read on a pooled connection in
+        // parallel, for the sealing's X25519 ahead of the serial commit.
+        std::optional<SealAhead> ahead;
+        auto pre = db_.read([&](Connection& conn) -> Status {
+            auto rows = conn.query("SELECT box_key FROM devices WHERE device_id = ?", {device->to_string()});
+            if (!rows) return rows.error();
+            crypto::BoxPublicKey box{};
+            if (!rows->empty() && key_from_hex(rows->front().str(0), box)) {
+                if (auto shared = seal_shared(keys_.current.box, box)) ahead = SealAhead{box, std::move(*shared)};
+            }
+            return {};
+        });
+        if (!pre) return storage_failure(pre.error());
         Minted minted;
         std::optional<Vouched> recorded;
         bool unknown = false;
@@ -328,7 +349,7 @@ Reply Service::issue_token(const Caller& c, const json& body) {
                 return record_token(conn);
             }
             recorded = std::move(*v);
-            if (auto m = mint_in(conn, c, *recorded, *keys, minted); !m) return m;
+            if (auto m = mint_in(conn, c, *recorded, *keys, minted, ahead ? &*ahead : nullptr); !m) return m;
             return record_token(conn);
         });
         std::optional<Reply> problem = mint_refused(c, target, "", minted);
@@ -373,6 +394,8 @@ Reply Service::mint_bundle(const Caller& c, const json& body) {
     // system calls); unused when the pending bundle is returned again.
     auto keys = new_subscriber_keys();
     if (!keys) return storage_failure(keys.error());
+    std::optional<SealAhead> ahead;
+    if (auto shared = seal_shared(keys_.current.box, claimed->box)) ahead = SealAhead{claimed->box, std::move(*shared)};
     std::string refusal, target;
     Minted minted;
     auto st = db_.transact([&](Connection& conn) -> Status {
@@ -386,7 +409,7 @@ Reply Service::mint_bundle(const Caller& c, const json& body) {
             refusal = "the device is outside the provisioner's enrolled device prefix";
             return make_error(ErrorCode::not_authorised, refusal);
         }
-        return mint_in(conn, c, *v, *keys, minted);
+        return mint_in(conn, c, *v, *keys, minted, ahead ? &*ahead : nullptr);
     });
     if (auto refused = mint_refused(c, target, refusal, minted)) return *refused;
     if (!st) return storage_failure(st.error());

@@ -265,13 +265,8 @@ SubscriberKeys SubscriberKeys::random() {
 
 namespace {
 
-Status derive_seal_key(std::string_view label, const crypto::BoxKey& mine, const crypto::BoxPublicKey& operator_box,
-                       const crypto::BoxPublicKey& device_box, ByteView header, std::span<std::uint8_t, 32> key) {
-    const crypto::BoxPublicKey& peer = (mine.public_key == operator_box) ? device_box : operator_box;
-    WipedArray<32> shared;
-    if (crypto_scalarmult_curve25519(shared.data(), mine.secret_key.data(), peer.data()) != 0) {
-        return make_error(ErrorCode::crypto, "X25519 with a low-order public key");
-    }
+void derive_seal_key(std::string_view label, const SealShared& shared, const crypto::BoxPublicKey& operator_box,
+                     const crypto::BoxPublicKey& device_box, ByteView header, std::span<std::uint8_t, 32> key) {
     const auto salt = crypto::sha512(header);
     WipedArray<64> prk;
     crypto::hkdf_extract(salt, shared.span(), prk.span());
@@ -280,17 +275,37 @@ Status derive_seal_key(std::string_view label, const crypto::BoxKey& mine, const
     append(info, operator_box);
     append(info, device_box);
     crypto::hkdf_expand(prk.span(), info, key);
-    return {};
 }
 
 constexpr std::array<std::uint8_t, crypto::kAeadNonceBytes> kZeroNonce{};  // one key per header
 
+// The shared value of the caller's box key with the other side's.
+Result<SealShared> shared_with_other(const crypto::BoxKey& mine, const crypto::BoxPublicKey& operator_box,
+                                     const crypto::BoxPublicKey& device_box) {
+    return seal_shared(mine, (mine.public_key == operator_box) ? device_box : operator_box);
+}
+
 }  // namespace
+
+Result<SealShared> seal_shared(const crypto::BoxKey& mine, const crypto::BoxPublicKey& peer) {
+    SealShared shared;
+    if (crypto_scalarmult_curve25519(shared.data(), mine.secret_key.data(), peer.data()) != 0) {
+        return make_error(ErrorCode::crypto, "X25519 with a low-order public key");
+    }
+    return shared;
+}
 
 Result<SealedKeys> seal_keys(std::string_view label, const crypto::BoxKey& mine, const crypto::BoxPublicKey& operator_box,
                              const crypto::BoxPublicKey& device_box, ByteView header, const SubscriberKeys& keys) {
+    auto shared = shared_with_other(mine, operator_box, device_box);
+    if (!shared) return shared.error();
+    return seal_keys(label, *shared, operator_box, device_box, header, keys);
+}
+
+Result<SealedKeys> seal_keys(std::string_view label, const SealShared& shared, const crypto::BoxPublicKey& operator_box,
+                             const crypto::BoxPublicKey& device_box, ByteView header, const SubscriberKeys& keys) {
     WipedArray<32> key;
-    if (auto s = derive_seal_key(label, mine, operator_box, device_box, header, key.span()); !s) return s.error();
+    derive_seal_key(label, shared, operator_box, device_box, header, key.span());
     WipedArray<32> plain;
     std::memcpy(plain.data(), keys.k.data(), 16);
     std::memcpy(plain.data() + 16, keys.opc.data(), 16);
@@ -303,8 +318,10 @@ Result<SealedKeys> seal_keys(std::string_view label, const crypto::BoxKey& mine,
 
 Result<SubscriberKeys> open_keys(std::string_view label, const crypto::BoxKey& mine, const crypto::BoxPublicKey& operator_box,
                                  const crypto::BoxPublicKey& device_box, ByteView header, const SealedKeys& sealed) {
+    auto shared = shared_with_other(mine, operator_box, device_box);
+    if (!shared) return shared.error();
     WipedArray<32> key;
-    if (auto s = derive_seal_key(label, mine, operator_box, device_box, header, key.span()); !s) return s.error();
+    derive_seal_key(label, *shared, operator_box, device_box, header, key.span());
     WipedArray<32> plain;
     unsigned long long n = 0;
     if (crypto_aead_chacha20poly1305_ietf_decrypt(plain.data(), &n, nullptr, sealed.data(), sealed.size(),
@@ -367,8 +384,15 @@ Result<CredentialBundle> CredentialBundle::decode(ByteView body) {
 Result<SignedObject> issue_bundle(const crypto::SigningKey& operator_sign, const crypto::BoxKey& operator_box,
                                   const crypto::BoxPublicKey& device_box, CredentialBundle bundle,
                                   const SubscriberKeys& keys) {
-    auto sealed = seal_keys(context::seal_bundle, operator_box, operator_box.public_key, device_box,
-                            bundle.encode_header(), keys);
+    auto shared = seal_shared(operator_box, device_box);
+    if (!shared) return shared.error();
+    return issue_bundle(operator_sign, operator_box.public_key, *shared, device_box, std::move(bundle), keys);
+}
+
+Result<SignedObject> issue_bundle(const crypto::SigningKey& operator_sign, const crypto::BoxPublicKey& operator_box,
+                                  const SealShared& shared, const crypto::BoxPublicKey& device_box, CredentialBundle bundle,
+                                  const SubscriberKeys& keys) {
+    auto sealed = seal_keys(context::seal_bundle, shared, operator_box, device_box, bundle.encode_header(), keys);
     if (!sealed) return sealed.error();
     bundle.sealed = *sealed;
     return sign_body(operator_sign, context::credential_bundle, bundle.encode());

@@ -268,3 +268,38 @@ TEST_CASE("manufacturer attestation travels with the device keys and verifies fo
               .error()
               .code == ErrorCode::wrong_device);
 }
+
+TEST_CASE("a bundle sealed with the X25519 value computed ahead is the bundle sealed in one go, and the device opens it") {
+    World w;
+    CredentialBundle b;
+    b.id = BundleId::random();
+    b.device = w.device.id;
+    b.profile = test_profile();
+    b.issued_at = kNow;
+    b.not_after = kNow + 86400;
+    auto keys = SubscriberKeys::random();
+    auto shared = seal_shared(w.op.box, w.device.box.public_key);
+    REQUIRE(shared.ok());
+    auto ahead = issue_bundle(w.op.sign, w.op.box.public_key, *shared, w.device.box.public_key, b, keys);
+    auto at_once = issue_bundle(w.op.sign, w.op.box, w.device.box.public_key, b, keys);
+    REQUIRE(ahead.ok());
+    REQUIRE(at_once.ok());
+    CHECK(ahead->encode() == at_once->encode());  // Ed25519 and the sealing are deterministic
+    auto opened = verify_bundle(*ahead, w.op.sign.public_key);
+    REQUIRE(opened.ok());
+    auto device_keys = open_keys(context::seal_bundle, w.device.box, w.op.box.public_key, w.device.box.public_key,
+                                 opened->encode_header(), opened->sealed);
+    REQUIRE(device_keys.ok());
+    CHECK(Bytes(device_keys->k.data(), device_keys->k.data() + 16) == Bytes(keys.k.data(), keys.k.data() + 16));
+    // Computed for another device's key, it does not open for this one.
+    auto other = crypto::generate_box_key();
+    auto wrong = seal_shared(w.op.box, other.public_key);
+    REQUIRE(wrong.ok());
+    auto misdirected = issue_bundle(w.op.sign, w.op.box.public_key, *wrong, w.device.box.public_key, b, keys);
+    REQUIRE(misdirected.ok());
+    auto mis = verify_bundle(*misdirected, w.op.sign.public_key);
+    REQUIRE(mis.ok());
+    CHECK_FALSE(open_keys(context::seal_bundle, w.device.box, w.op.box.public_key, w.device.box.public_key, mis->encode_header(),
+                          mis->sealed)
+                    .ok());
+}

@@ -213,7 +213,12 @@ private:
     Result<std::optional<Vouched>> recorded_device(Connection& conn, const DeviceId& id);
     Result<Vouched> vouch_device(Connection& conn, const Caller& c, const ClaimedDevice& claim, std::string& refusal);
     struct Minted;
-    Status mint_in(Connection& conn, const Caller& c, const Vouched& v, const SubscriberKeys& keys, Minted& out);
+    // X25519 of the operator's box key with a device's, computed before the
+    // write transaction, outside the serial commit; mint_in uses it when the
+    // device's recorded box key is the one it was computed for.
+    struct SealAhead;
+    Status mint_in(Connection& conn, const Caller& c, const Vouched& v, const SubscriberKeys& keys, Minted& out,
+                   const SealAhead* ahead);
     std::optional<Reply> mint_refused(const Caller& c, const std::string& target, const std::string& refusal,
                                       const Minted& minted);
     Result<Vouched> vouch_device(Connection& conn, const Caller& c, const json& device, std::string& refusal);

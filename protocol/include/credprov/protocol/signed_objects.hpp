@@ -113,6 +113,15 @@ using SealedKeys = ByteArray<kSealedKeysBytes>;
                                            const crypto::BoxPublicKey& operator_box,
                                            const crypto::BoxPublicKey& device_box, ByteView header,
                                            const SubscriberKeys& keys);
+// The X25519 value the sealing key is derived from, computed ahead: it
+// depends only on the two box keys, not on the header (the backend computes
+// it before its write transaction, outside the serial commit).
+using SealShared = InlineSecret<32>;
+[[nodiscard]] Result<SealShared> seal_shared(const crypto::BoxKey& mine, const crypto::BoxPublicKey& peer);
+[[nodiscard]] Result<SealedKeys> seal_keys(std::string_view label, const SealShared& shared,
+                                           const crypto::BoxPublicKey& operator_box,
+                                           const crypto::BoxPublicKey& device_box, ByteView header,
+                                           const SubscriberKeys& keys);
 [[nodiscard]] Result<SubscriberKeys> open_keys(std::string_view label, const crypto::BoxKey& mine,
                                                const crypto::BoxPublicKey& operator_box,
                                                const crypto::BoxPublicKey& device_box, ByteView header,
@@ -151,6 +160,11 @@ struct CredentialBundle {
 };
 // Backend side: seals the keys to the device and signs the bundle.
 [[nodiscard]] Result<SignedObject> issue_bundle(const crypto::SigningKey& operator_sign, const crypto::BoxKey& operator_box,
+                                                const crypto::BoxPublicKey& device_box, CredentialBundle bundle,
+                                                const SubscriberKeys& keys);
+// The same with seal_shared(operator's box key, device_box) computed ahead.
+[[nodiscard]] Result<SignedObject> issue_bundle(const crypto::SigningKey& operator_sign,
+                                                const crypto::BoxPublicKey& operator_box, const SealShared& shared,
                                                 const crypto::BoxPublicKey& device_box, CredentialBundle bundle,
                                                 const SubscriberKeys& keys);
 [[nodiscard]] Result<CredentialBundle> verify_bundle(const SignedObject& bundle, const crypto::SignPublicKey& issuer);
