@@ -278,8 +278,12 @@ std::vector<BackendReply> Provisioner::post_each(const std::string& path, const 
                               "the backend's rate limit: waiting " + std::to_string(seconds) + " s");
                 }
             });
-            if (b.whole.reachable && b.whole.status == 404) {
-                batches = false;  // a backend older than POST /v1/batch
+            // Refused whole (404: a backend older than POST /v1/batch; any
+            // other 4xx but 429: a batch it will not take as sent): one at a
+            // time then, so that each body gets its own answer and nothing
+            // is dropped for a fault of the batch's.
+            if (b.whole.reachable && b.whole.status >= 400 && b.whole.status < 500 && b.whole.status != 429) {
+                batches = false;
                 continue;
             }
             if (!b.whole.ok()) {

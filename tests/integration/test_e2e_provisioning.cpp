@@ -117,8 +117,8 @@ namespace {
 // Fault injector in front of the backend: a real HTTP server that forwards
 // every request to the backend, except POST /v1/receipts and POST /v1/batch
 // while `cut` is set (answered 503 as an overloaded or unreachable backend
-// would be), and POST /v1/batch with `no_batch` (answered 404, as a backend
-// older than the endpoint does).
+// would be), and POST /v1/batch with `batch_status` when set (404: as a
+// backend older than the endpoint answers).
 class ReceiptCut {
 public:
     explicit ReceiptCut(int backend_port) : upstream_("127.0.0.1", backend_port) {
@@ -129,9 +129,11 @@ public:
                                 "application/problem+json");
                 return;
             }
-            if (no_batch && req.path == "/v1/batch") {
-                res.status = 404;
-                res.set_content(R"({"type":"urn:credprov:problem:not-found","title":"Request refused","status":404,"detail":"no such endpoint"})",
+            if (const int status = batch_status; status != 0 && req.path == "/v1/batch") {
+                res.status = status;
+                res.set_content(json{{"type", "urn:test:batch"}, {"title", "Request refused"}, {"status", status},
+                                     {"detail", "refused whole by the test"}}
+                                    .dump(),
                                 "application/problem+json");
                 return;
             }
@@ -157,7 +159,7 @@ public:
     }
     [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
     std::atomic<bool> cut{true};
-    std::atomic<bool> no_batch{false};
+    std::atomic<int> batch_status{0};  // non-zero: POST /v1/batch answered with it
 
 private:
     httplib::Client upstream_;
@@ -248,7 +250,7 @@ TEST_CASE("e2e: queue flush hands a day's receipts in together, and one at a tim
         CHECK(metrics.find(R"(route="/v1/receipts",method="POST")") == std::string::npos);
     }
     SUBCASE("a backend without it gets them one at a time") {
-        injector.no_batch = true;
+        injector.batch_status = 404;
         auto flushed = cli({"queue", "flush"});
         CHECK(flushed.exit_code == 3);
         CHECK(json::parse(flushed.out)["details"]["posted"] == 2);
@@ -256,6 +258,13 @@ TEST_CASE("e2e: queue flush hands a day's receipts in together, and one at a tim
         const std::string metrics = lab.anon("GET", "/metrics").raw;
         CHECK(count(metrics, R"(credprov_http_requests_total{route="/v1/receipts",method="POST",status="200"})") == 2);
         CHECK(metrics.find(R"(route="/v1/batch")") == std::string::npos);
+    }
+    SUBCASE("a batch refused whole is sent one at a time: no receipt is dropped for it") {
+        injector.batch_status = 400;
+        auto flushed = cli({"queue", "flush"});
+        CHECK(flushed.exit_code == 3);
+        CHECK(json::parse(flushed.out)["details"]["posted"] == 2);
+        CHECK(json::parse(flushed.out)["details"]["refused"] == 1);
     }
     CHECK(state_of(devices[0]) == "active");
     CHECK(state_of(devices[1]) == "deprovisioned");

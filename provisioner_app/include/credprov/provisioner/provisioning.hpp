@@ -88,7 +88,8 @@ public:
 private:
     BackendReply post(const std::string& path, const nlohmann::json& body);
     // The same POST for each body, 64 to a POST /v1/batch (decision 0014), or
-    // one at a time to a backend older than it; a reply per body, in order.
+    // one at a time when the backend refuses the batch itself with a 4xx (an
+    // older backend's 404); a reply per body, in order.
     // A batch that got no answer, or a request that found no backend one at
     // a time, gives its reply to every body not yet answered.
     std::vector<BackendReply> post_each(const std::string& path, const std::vector<nlohmann::json>& bodies);
