@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "embedded_migrations.hpp"
+#include "request_fields.hpp"
 
 namespace credprov::backend {
 
@@ -311,31 +312,26 @@ std::string to_regex(const std::string& path) {
 
 Result<std::vector<BatchRequest>> parse_batch(const json& body, const std::vector<std::string>& batchable) {
     auto invalid = [](std::string detail) { return make_error(ErrorCode::malformed, std::move(detail)); };
-    if (!body.is_object() || !body.contains("requests")) return invalid("field 'requests' is required");
-    for (const auto& [k, v] : body.items()) {
-        if (k != "requests") return invalid("unknown field '" + k.substr(0, 64) + "'");
-    }
-    const json& list = body["requests"];
-    if (!list.is_array() || list.empty() || list.size() > kBatchMax) {
+    Fields f(body);
+    const json* list = f.get("requests", true);
+    if (!f.done()) return invalid(f.error());
+    if (!list->is_array() || list->empty() || list->size() > kBatchMax) {
         return invalid("field 'requests' must be an array of 1 to " + std::to_string(kBatchMax) + " requests");
     }
-    std::string paths;
-    for (const auto& p : batchable) paths += (paths.empty() ? "" : ", ") + p;
     std::vector<BatchRequest> out;
-    for (std::size_t i = 0; i < list.size(); ++i) {
-        const json& item = list[i];
-        const std::string at = "requests[" + std::to_string(i) + "]";
-        if (!item.is_object()) return invalid(at + " must be an object with 'path' and 'body'");
-        for (const auto& [k, v] : item.items()) {
-            if (k != "path" && k != "body") return invalid(at + ": unknown field '" + k.substr(0, 64) + "'");
+    for (std::size_t i = 0; i < list->size(); ++i) {
+        const std::string at = "requests[" + std::to_string(i) + "]: ";
+        Fields r((*list)[i]);
+        auto path = r.text("path", 1, 64);
+        const json* one = r.get("body", true);
+        if (!r.done()) return invalid(at + r.error());
+        if (!one->is_object()) return invalid(at + "field 'body' must be an object");
+        if (std::find(batchable.begin(), batchable.end(), *path) == batchable.end()) {
+            std::string paths;
+            for (const auto& p : batchable) paths += (paths.empty() ? "" : ", ") + p;
+            return invalid(at + "field 'path' must be one of " + paths);
         }
-        if (!item.contains("path") || !item["path"].is_string()) return invalid(at + ".path must be a string");
-        if (!item.contains("body") || !item["body"].is_object()) return invalid(at + ".body must be an object");
-        const auto& path = item["path"].get_ref<const std::string&>();
-        if (std::find(batchable.begin(), batchable.end(), path) == batchable.end()) {
-            return invalid(at + ".path must be one of " + paths);
-        }
-        out.push_back(BatchRequest{path, &item["body"]});
+        out.push_back(BatchRequest{*path, one});
     }
     return out;
 }
@@ -356,6 +352,7 @@ struct ApiServer::Impl {
     RateLimiter per_identity;
     RateLimiter per_address;
     std::vector<Route> routes;
+    std::vector<std::string> batchable;  // the paths POST /v1/batch may carry
     int listen_fd{-1};  // the listening socket, seen while httplib creates it
     BatchHelpers helpers{kBatchHelperThreads};
 
@@ -363,7 +360,11 @@ struct ApiServer::Impl {
         : service(s), metrics(m), log(std::move(l)),
           per_identity(static_cast<double>(s.config().rate_per_second), static_cast<double>(s.config().rate_burst)),
           per_address(4.0 * static_cast<double>(s.config().rate_per_second), 4.0 * static_cast<double>(s.config().rate_burst)),
-          routes(build_routes()) {}
+          routes(build_routes()) {
+        for (const Route& r : routes) {
+            if (r.batchable) batchable.push_back(r.info.path);
+        }
+    }
 
     void write(httplib::Response& res, const Reply& reply) {
         res.status = reply.status;
@@ -408,10 +409,6 @@ struct ApiServer::Impl {
     // entries, answer and metrics.
     // The batch is checked as a whole first, so a malformed one runs nothing.
     Reply run_batch(const Caller& caller, const json& body, const httplib::Request& req) {
-        std::vector<std::string> batchable;
-        for (const Route& r : routes) {
-            if (r.batchable) batchable.push_back(r.info.path);
-        }
         auto parsed = parse_batch(body, batchable);
         if (!parsed) return Reply::problem(400, "invalid-request", "The request is not valid", parsed.error().message);
         std::vector<const Route*> targets;

@@ -197,7 +197,9 @@ BACKEND_TEST(provisioner_batch, "POST /v1/batch answers each request as if it ca
                             json{{"requests", {ask(a), {{"path", "/v1/batch"}, {"body", json::object()}}}}},
                             json{{"requests", {ask(a), {{"path", "/v1/field-pools"}, {"body", {{"count", 1}}}}}}},
                             json{{"requests", {ask(a), {{"path", "/v1/tokens"}}}}},
-                            json{{"requests", {ask(a), {{"path", "/v1/tokens"}, {"body", json::object()}, {"method", "GET"}}}}}}) {
+                            json{{"requests", {ask(a), {{"path", "/v1/tokens"}, {"body", json::object()}, {"method", "GET"}}}}},
+                            // a long field name of multibyte characters: echoed safely, not cut inside one
+                            json{{"requests", {ask(a)}}, {"a" + [] { std::string s; for (int i = 0; i < 40; ++i) s += "\u00e9"; return s; }(), 1}}}) {
         auto r = tech.post("/v1/batch", bad);
         CHECK_MESSAGE(r.status == 400, bad.dump());
         CHECK(r.body["type"] == "urn:credprov:problem:invalid-request");
